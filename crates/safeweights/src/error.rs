@@ -1,0 +1,375 @@
+//! Typed errors. Every error names where the bytes came from (the file, or
+//! `<memory>`), and where there is one, the tensor and the offsets.
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::Dtype;
+
+/// A broken rule of the safetensors header, found while parsing or validating.
+///
+/// Offsets in `data_offsets` are relative to the start of the data buffer,
+/// as in the header itself.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HeaderError {
+    /// The file is shorter than the 8-byte header-length prefix.
+    #[error("file is {len} bytes long, shorter than the 8-byte header length prefix: not a safetensors file")]
+    HeaderTooSmall {
+        /// Length of the file.
+        len: u64,
+    },
+    /// The declared header length is over the limit.
+    #[error("header length {len} exceeds the limit of {limit} bytes")]
+    HeaderTooLarge {
+        /// Declared header length.
+        len: u64,
+        /// The limit in force.
+        limit: u64,
+    },
+    /// The declared header runs past the end of the file.
+    #[error("header length {len} runs past the end of the file ({file_len} bytes): the file is truncated or not safetensors")]
+    HeaderPastEnd {
+        /// Declared header length.
+        len: u64,
+        /// Length of the file.
+        file_len: u64,
+    },
+    /// The header is not UTF-8.
+    #[error("header is not valid UTF-8 (bad byte at file offset {offset})")]
+    InvalidUtf8 {
+        /// File offset of the first invalid byte.
+        offset: u64,
+    },
+    /// The header is not JSON.
+    #[error("header is not valid JSON: {message} (at line {line}, column {column})")]
+    InvalidJson {
+        /// The parser's message.
+        message: String,
+        /// 1-based line in the header.
+        line: usize,
+        /// 1-based column in the header.
+        column: usize,
+    },
+    /// The header is JSON but not an object.
+    #[error("header is a JSON {found}, not an object")]
+    NotAnObject {
+        /// What it is instead.
+        found: &'static str,
+    },
+    /// A key appears twice in the same JSON object.
+    #[error("duplicate key {key:?} in {scope}: the reference keeps the last one silently; use lenient mode to read it as the reference does")]
+    DuplicateKey {
+        /// The repeated key.
+        key: String,
+        /// Which object: `header`, `__metadata__` or `tensor "name"`.
+        scope: String,
+    },
+    /// An entry of the header is not a tensor description object.
+    #[error("tensor {tensor:?}: entry is a JSON {found}, not an object with dtype, shape and data_offsets")]
+    TensorNotAnObject {
+        /// The tensor name.
+        tensor: String,
+        /// What it is instead.
+        found: &'static str,
+    },
+    /// A tensor's dtype is not one of the safetensors dtypes.
+    #[error("tensor {tensor:?}: unknown dtype {dtype:?}")]
+    UnknownDtype {
+        /// The tensor name.
+        tensor: String,
+        /// The dtype as written.
+        dtype: String,
+    },
+    /// A tensor lacks a required field.
+    #[error("tensor {tensor:?}: missing field {field:?}")]
+    MissingField {
+        /// The tensor name.
+        tensor: String,
+        /// The missing field.
+        field: &'static str,
+    },
+    /// A tensor field has the wrong JSON type or form.
+    #[error("tensor {tensor:?}: field {field:?} is malformed: expected {expected}")]
+    MalformedField {
+        /// The tensor name.
+        tensor: String,
+        /// The field.
+        field: &'static str,
+        /// What was expected.
+        expected: &'static str,
+    },
+    /// `data_offsets` end before they begin.
+    #[error("tensor {tensor:?}: data_offsets [{start}, {end}] end before they begin")]
+    InvertedOffsets {
+        /// The tensor name.
+        tensor: String,
+        /// Start offset.
+        start: u64,
+        /// End offset.
+        end: u64,
+    },
+    /// A tensor starts after the previous one ends: unreferenced bytes.
+    #[error("tensor {tensor:?}: starts at data offset {start} but the previous tensor ends at {expected}: a hole of {} bytes (tensors must cover the buffer contiguously from offset 0)", start - expected)]
+    Gap {
+        /// The tensor name.
+        tensor: String,
+        /// Where it starts.
+        start: u64,
+        /// Where it should start.
+        expected: u64,
+    },
+    /// A tensor starts before the previous one ends.
+    #[error("tensor {tensor:?}: starts at data offset {start} but the previous tensor ends at {expected}: the tensors overlap")]
+    Overlap {
+        /// The tensor name.
+        tensor: String,
+        /// Where it starts.
+        start: u64,
+        /// Where it should start.
+        expected: u64,
+    },
+    /// The shape's element count or byte size overflows.
+    #[error(
+        "tensor {tensor:?}: shape {shape:?} of {dtype} overflows when computing its byte size"
+    )]
+    Overflow {
+        /// The tensor name.
+        tensor: String,
+        /// Its dtype.
+        dtype: Dtype,
+        /// Its shape.
+        shape: Vec<u64>,
+    },
+    /// A sub-byte tensor does not fill whole bytes.
+    #[error("tensor {tensor:?}: {elements} elements of {dtype} ({} bits each) are not a whole number of bytes", dtype.bits())]
+    NotByteAligned {
+        /// The tensor name.
+        tensor: String,
+        /// Its dtype.
+        dtype: Dtype,
+        /// Its element count.
+        elements: u64,
+    },
+    /// The offsets do not span shape × dtype bytes.
+    #[error("tensor {tensor:?}: {dtype} {shape:?} needs {expected} bytes but data_offsets [{start}, {end}] span {}", end - start)]
+    SizeMismatch {
+        /// The tensor name.
+        tensor: String,
+        /// Its dtype.
+        dtype: Dtype,
+        /// Its shape.
+        shape: Vec<u64>,
+        /// Bytes needed.
+        expected: u64,
+        /// Start offset.
+        start: u64,
+        /// End offset.
+        end: u64,
+    },
+    /// Bytes follow the last tensor's end.
+    #[error("data buffer is {actual} bytes but the tensors end at {expected}: {} trailing bytes after the last tensor", actual - expected)]
+    TrailingBytes {
+        /// Where the tensors end.
+        expected: u64,
+        /// Size of the data buffer.
+        actual: u64,
+    },
+    /// The tensors end past the end of the file.
+    #[error("tensors end at data offset {expected} but the data buffer is only {actual} bytes: the file is truncated")]
+    Truncated {
+        /// Where the tensors end.
+        expected: u64,
+        /// Size of the data buffer.
+        actual: u64,
+    },
+    /// `__metadata__` is not a string→string map.
+    #[error("__metadata__ must map strings to strings: {reason}")]
+    InvalidMetadata {
+        /// What is wrong.
+        reason: String,
+    },
+    /// A tensor uses the reserved name `__metadata__`.
+    #[error("a tensor may not be named \"__metadata__\"")]
+    ReservedName,
+    /// A tensor name holds a control character.
+    #[error("tensor name {tensor:?} contains the control character U+{code:04X}")]
+    ControlCharacter {
+        /// The tensor name.
+        tensor: String,
+        /// The character's code point.
+        code: u32,
+    },
+}
+
+/// A slicing request that does not fit the tensor.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SliceError {
+    /// More indices than dimensions.
+    #[error("too many indices: {given} given for a tensor of {ndim} dimensions")]
+    TooManyIndices {
+        /// Indices given.
+        given: usize,
+        /// Dimensions of the tensor.
+        ndim: usize,
+    },
+    /// An integer index outside the dimension.
+    #[error("index {index} is out of range for dimension {dim} of size {size}")]
+    IndexOutOfRange {
+        /// The index as given.
+        index: i64,
+        /// The dimension.
+        dim: usize,
+        /// Its size.
+        size: usize,
+    },
+    /// A step of zero.
+    #[error("slice step cannot be zero (dimension {dim})")]
+    ZeroStep {
+        /// The dimension.
+        dim: usize,
+    },
+    /// A slice of a sub-byte dtype that does not start and end on byte boundaries.
+    #[error("slice of {dtype} does not start and end on byte boundaries; slice whole bytes (e.g. an even number of F4 elements)")]
+    NotByteAligned {
+        /// The dtype.
+        dtype: Dtype,
+    },
+    /// Size arithmetic overflowed.
+    #[error("slice size overflows")]
+    Overflow,
+}
+
+/// A problem with a sharded checkpoint as a whole.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ShardError {
+    /// The index file is not the expected JSON.
+    #[error("invalid index: {reason}")]
+    InvalidIndex {
+        /// What is wrong.
+        reason: String,
+    },
+    /// A shard path would leave the checkpoint folder.
+    #[error("shard path {shard:?} for tensor {tensor:?} leaves the checkpoint folder")]
+    UnsafeShardPath {
+        /// The tensor.
+        tensor: String,
+        /// The shard path.
+        shard: String,
+    },
+    /// The index lists a tensor its shard does not hold.
+    #[error("tensor {tensor:?} is listed in the index under {shard:?} but that shard does not contain it")]
+    MissingFromShard {
+        /// The tensor.
+        tensor: String,
+        /// The shard.
+        shard: String,
+    },
+    /// The same tensor is stored in two shards.
+    #[error("tensor {tensor:?} is present in both {first:?} and {second:?}")]
+    DuplicateTensor {
+        /// The tensor.
+        tensor: String,
+        /// One shard.
+        first: String,
+        /// The other.
+        second: String,
+    },
+    /// A shard holds a tensor that the index does not list.
+    #[error("tensor {tensor:?} in shard {shard:?} is not listed in the index")]
+    NotInIndex {
+        /// The tensor.
+        tensor: String,
+        /// The shard.
+        shard: String,
+    },
+    /// A folder holds no safetensors file.
+    #[error("no .safetensors file or index found")]
+    Empty,
+    /// A folder holds several index files.
+    #[error("several index files found ({0}); open one of them explicitly")]
+    AmbiguousIndex(String),
+}
+
+/// Everything that can go wrong reading or writing safetensors.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The header breaks a rule.
+    #[error("{file}: {source}")]
+    Header {
+        /// The file (or `<memory>`).
+        file: String,
+        /// The rule broken.
+        #[source]
+        source: HeaderError,
+    },
+    /// An I/O error.
+    #[error("{file}: {source}")]
+    Io {
+        /// The file or folder.
+        file: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// A tensor is not in the file.
+    #[error("{file}: no tensor named {tensor:?}")]
+    TensorNotFound {
+        /// The file.
+        file: String,
+        /// The tensor asked for.
+        tensor: String,
+    },
+    /// A slice does not fit a tensor.
+    #[error("{file}: tensor {tensor:?}: {source}")]
+    Slice {
+        /// The file.
+        file: String,
+        /// The tensor.
+        tensor: String,
+        /// The problem.
+        #[source]
+        source: SliceError,
+    },
+    /// A sharded checkpoint is inconsistent.
+    #[error("{file}: {source}")]
+    Shard {
+        /// The index file or folder.
+        file: String,
+        /// The problem.
+        #[source]
+        source: ShardError,
+    },
+    /// What was asked to be written is not a valid safetensors file.
+    #[error("{file}: cannot write: {reason}")]
+    InvalidWrite {
+        /// The target.
+        file: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl Error {
+    /// Wraps an I/O error with its path.
+    pub fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::Io {
+            file: path.into().display().to_string(),
+            source,
+        }
+    }
+
+    /// The header rule broken, if that is what this error is.
+    pub fn header_error(&self) -> Option<&HeaderError> {
+        match self {
+            Error::Header { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

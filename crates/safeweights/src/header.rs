@@ -1,0 +1,526 @@
+//! Parsing and validating the safetensors header.
+//!
+//! The layout: an 8-byte little-endian length `N`, `N` bytes of UTF-8 JSON,
+//! then the data buffer. Validation is one bounds-checked walk over the
+//! tensors sorted by offset, with checked arithmetic throughout.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::error::HeaderError;
+use crate::json::{self, Json};
+use crate::{element_count, Dtype};
+
+/// The largest header the reference accepts, in bytes.
+pub const MAX_HEADER_LEN: u64 = 100_000_000;
+
+/// The key of the metadata entry.
+pub const METADATA_KEY: &str = "__metadata__";
+
+/// The free-form string→string metadata of a file.
+pub type Metadata = BTreeMap<String, String>;
+
+/// How strictly to read a header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParseOptions {
+    strict: bool,
+    max_header_len: u64,
+}
+
+impl Default for ParseOptions {
+    fn default() -> Self {
+        ParseOptions {
+            strict: true,
+            max_header_len: MAX_HEADER_LEN,
+        }
+    }
+}
+
+impl ParseOptions {
+    /// Strict reading (the default): also rejects duplicate keys, tensors named
+    /// `__metadata__` and tensor names with control characters.
+    pub fn strict() -> Self {
+        Self::default()
+    }
+
+    /// Reads exactly what the reference implementation reads.
+    pub fn lenient() -> Self {
+        ParseOptions {
+            strict: false,
+            ..Self::default()
+        }
+    }
+
+    /// Sets strictness.
+    pub fn with_strict(mut self, strict: bool) -> Self {
+        self.strict = strict;
+        self
+    }
+
+    /// Whether strict checks are on.
+    pub fn is_strict(&self) -> bool {
+        self.strict
+    }
+
+    /// Lowers (or raises) the header size limit.
+    pub fn with_max_header_len(mut self, limit: u64) -> Self {
+        self.max_header_len = limit;
+        self
+    }
+}
+
+/// One tensor's entry in the header.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TensorInfo {
+    /// The tensor's name.
+    pub name: String,
+    /// Its element type.
+    pub dtype: Dtype,
+    /// Its shape (empty for a scalar).
+    pub shape: Vec<usize>,
+    /// Start and end (exclusive) of its bytes, relative to the data buffer.
+    pub data_offsets: (usize, usize),
+}
+
+impl TensorInfo {
+    /// Number of bytes.
+    pub fn byte_len(&self) -> usize {
+        self.data_offsets.1 - self.data_offsets.0
+    }
+
+    /// Number of elements.
+    pub fn element_count(&self) -> usize {
+        // Validated at parse time not to overflow.
+        element_count(&self.shape).unwrap_or(0)
+    }
+}
+
+/// A parsed and validated header.
+#[derive(Debug, Clone)]
+pub struct Header {
+    tensors: Vec<TensorInfo>,
+    by_name: HashMap<String, usize>,
+    metadata: Option<Metadata>,
+    header_len: u64,
+    data_len: u64,
+}
+
+/// Reads the 8-byte prefix and checks the declared length against the limit
+/// and the file size. Returns the header length `N`.
+pub fn parse_prefix(
+    prefix: &[u8],
+    file_len: u64,
+    options: &ParseOptions,
+) -> Result<u64, HeaderError> {
+    let Some(bytes) = prefix.get(..8) else {
+        return Err(HeaderError::HeaderTooSmall { len: file_len });
+    };
+    if file_len < 8 {
+        return Err(HeaderError::HeaderTooSmall { len: file_len });
+    }
+    let mut le = [0u8; 8];
+    le.copy_from_slice(bytes);
+    let len = u64::from_le_bytes(le);
+    if len > options.max_header_len {
+        return Err(HeaderError::HeaderTooLarge {
+            len,
+            limit: options.max_header_len,
+        });
+    }
+    match len.checked_add(8) {
+        Some(end) if end <= file_len => Ok(len),
+        _ => Err(HeaderError::HeaderPastEnd { len, file_len }),
+    }
+}
+
+impl Header {
+    /// Parses a whole file image held in memory.
+    pub fn parse_file_bytes(bytes: &[u8], options: &ParseOptions) -> Result<Header, HeaderError> {
+        let file_len = bytes.len() as u64;
+        let n = parse_prefix(bytes, file_len, options)?;
+        // parse_prefix checked 8 + n <= len.
+        let end = 8 + n as usize;
+        let json = bytes.get(8..end).unwrap_or_default();
+        Header::parse(json, file_len - 8 - n, options)
+    }
+
+    /// Parses the `N` JSON bytes of a header, given the size of the data
+    /// buffer that follows them, and validates every rule.
+    pub fn parse(
+        json_bytes: &[u8],
+        data_len: u64,
+        options: &ParseOptions,
+    ) -> Result<Header, HeaderError> {
+        let text = std::str::from_utf8(json_bytes).map_err(|e| HeaderError::InvalidUtf8 {
+            offset: 8 + e.valid_up_to() as u64,
+        })?;
+        let value = json::parse(text).map_err(|e| HeaderError::InvalidJson {
+            message: strip_position(&e.to_string()),
+            line: e.line(),
+            column: e.column(),
+        })?;
+        let Json::Object(entries) = value else {
+            return Err(HeaderError::NotAnObject {
+                found: value.kind(),
+            });
+        };
+        let entries = dedup(entries, "header", options)?;
+
+        let mut metadata = None;
+        let mut tensors = Vec::with_capacity(entries.len());
+        for (name, value) in entries {
+            if name == METADATA_KEY {
+                metadata = parse_metadata(value, options)?;
+                continue;
+            }
+            if options.strict {
+                check_name(&name)?;
+            }
+            tensors.push(parse_tensor(name, value, options)?);
+        }
+        let header_len = json_bytes.len() as u64;
+        let mut header = Header {
+            tensors,
+            by_name: HashMap::new(),
+            metadata,
+            header_len,
+            data_len,
+        };
+        header.validate_layout()?;
+        Ok(header)
+    }
+
+    fn validate_layout(&mut self) -> Result<(), HeaderError> {
+        // Sort by offsets (then name, for a stable order among empty tensors).
+        self.tensors
+            .sort_by(|a, b| (a.data_offsets, &a.name).cmp(&(b.data_offsets, &b.name)));
+        let mut expected: u64 = 0;
+        for t in &self.tensors {
+            let (start, end) = (t.data_offsets.0 as u64, t.data_offsets.1 as u64);
+            let shape: Vec<u64> = t.shape.iter().map(|&d| d as u64).collect();
+            if end < start {
+                return Err(HeaderError::InvertedOffsets {
+                    tensor: t.name.clone(),
+                    start,
+                    end,
+                });
+            }
+            if start > expected {
+                return Err(HeaderError::Gap {
+                    tensor: t.name.clone(),
+                    start,
+                    expected,
+                });
+            }
+            if start < expected {
+                return Err(HeaderError::Overlap {
+                    tensor: t.name.clone(),
+                    start,
+                    expected,
+                });
+            }
+            let overflow = || HeaderError::Overflow {
+                tensor: t.name.clone(),
+                dtype: t.dtype,
+                shape: shape.clone(),
+            };
+            let elements = element_count(&t.shape).ok_or_else(overflow)?;
+            let bits = elements.checked_mul(t.dtype.bits()).ok_or_else(overflow)?;
+            if bits % 8 != 0 {
+                return Err(HeaderError::NotByteAligned {
+                    tensor: t.name.clone(),
+                    dtype: t.dtype,
+                    elements: elements as u64,
+                });
+            }
+            let size = (bits / 8) as u64;
+            if end - start != size {
+                return Err(HeaderError::SizeMismatch {
+                    tensor: t.name.clone(),
+                    dtype: t.dtype,
+                    shape,
+                    expected: size,
+                    start,
+                    end,
+                });
+            }
+            expected = end;
+        }
+        if expected < self.data_len {
+            return Err(HeaderError::TrailingBytes {
+                expected,
+                actual: self.data_len,
+            });
+        }
+        if expected > self.data_len {
+            return Err(HeaderError::Truncated {
+                expected,
+                actual: self.data_len,
+            });
+        }
+        self.by_name = self
+            .tensors
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.name.clone(), i))
+            .collect();
+        Ok(())
+    }
+
+    /// Tensors in file order (by offset).
+    pub fn tensors(&self) -> &[TensorInfo] {
+        &self.tensors
+    }
+
+    /// Looks a tensor up by name.
+    pub fn get(&self, name: &str) -> Option<&TensorInfo> {
+        self.by_name.get(name).and_then(|&i| self.tensors.get(i))
+    }
+
+    /// Tensor names sorted alphabetically (as the reference's `keys()`).
+    pub fn sorted_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.tensors.iter().map(|t| t.name.as_str()).collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// The `__metadata__` map, if the file has one.
+    pub fn metadata(&self) -> Option<&Metadata> {
+        self.metadata.as_ref()
+    }
+
+    /// Length `N` of the JSON header in bytes (padding included).
+    pub fn header_len(&self) -> u64 {
+        self.header_len
+    }
+
+    /// File offset where the data buffer starts (`8 + N`).
+    pub fn data_start(&self) -> u64 {
+        8 + self.header_len
+    }
+
+    /// Size of the data buffer.
+    pub fn data_len(&self) -> u64 {
+        self.data_len
+    }
+
+    /// Number of tensors.
+    pub fn len(&self) -> usize {
+        self.tensors.len()
+    }
+
+    /// Whether the file holds no tensor.
+    pub fn is_empty(&self) -> bool {
+        self.tensors.is_empty()
+    }
+}
+
+/// serde_json appends " at line L column C"; we report those as fields.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+/// Rejects duplicate keys (strict) or keeps the last of each (lenient, as serde does).
+fn dedup(
+    entries: Vec<(String, Json)>,
+    scope: &str,
+    options: &ParseOptions,
+) -> Result<Vec<(String, Json)>, HeaderError> {
+    let mut seen: HashMap<String, usize> = HashMap::with_capacity(entries.len());
+    let mut out: Vec<(String, Json)> = Vec::with_capacity(entries.len());
+    for (key, value) in entries {
+        if let Some(&i) = seen.get(&key) {
+            if options.strict {
+                return Err(HeaderError::DuplicateKey {
+                    key,
+                    scope: scope.to_owned(),
+                });
+            }
+            if let Some(slot) = out.get_mut(i) {
+                slot.1 = value;
+            }
+            continue;
+        }
+        seen.insert(key.clone(), out.len());
+        out.push((key, value));
+    }
+    Ok(out)
+}
+
+/// Checks a tensor name for the strict rules.
+pub(crate) fn check_name(name: &str) -> Result<(), HeaderError> {
+    if name == METADATA_KEY {
+        return Err(HeaderError::ReservedName);
+    }
+    if let Some(c) = name.chars().find(|c| c.is_control()) {
+        return Err(HeaderError::ControlCharacter {
+            tensor: name.to_owned(),
+            code: c as u32,
+        });
+    }
+    Ok(())
+}
+
+fn parse_metadata(value: Json, options: &ParseOptions) -> Result<Option<Metadata>, HeaderError> {
+    let entries = match value {
+        Json::Object(entries) => entries,
+        Json::Null if !options.strict => return Ok(None),
+        other => {
+            return Err(HeaderError::InvalidMetadata {
+                reason: format!("found a JSON {}", other.kind()),
+            })
+        }
+    };
+    let entries = dedup(entries, METADATA_KEY, options)?;
+    let mut map = Metadata::new();
+    for (key, value) in entries {
+        let Json::String(s) = value else {
+            return Err(HeaderError::InvalidMetadata {
+                reason: format!("the value of {key:?} is a JSON {}", value.kind()),
+            });
+        };
+        map.insert(key, s);
+    }
+    Ok(Some(map))
+}
+
+fn parse_tensor(
+    name: String,
+    value: Json,
+    options: &ParseOptions,
+) -> Result<TensorInfo, HeaderError> {
+    let Json::Object(fields) = value else {
+        return Err(HeaderError::TensorNotAnObject {
+            found: value.kind(),
+            tensor: name,
+        });
+    };
+    let fields = dedup(fields, &format!("tensor {name:?}"), options)?;
+    let mut dtype = None;
+    let mut shape = None;
+    let mut offsets = None;
+    let malformed = |field, expected| HeaderError::MalformedField {
+        tensor: name.clone(),
+        field,
+        expected,
+    };
+    for (key, value) in fields {
+        match key.as_str() {
+            "dtype" => {
+                let Json::String(s) = value else {
+                    return Err(malformed("dtype", "a dtype name string"));
+                };
+                dtype = Some(
+                    Dtype::from_name(&s).ok_or_else(|| HeaderError::UnknownDtype {
+                        tensor: name.clone(),
+                        dtype: s,
+                    })?,
+                );
+            }
+            "shape" => {
+                let Json::Array(items) = value else {
+                    return Err(malformed("shape", "an array of non-negative integers"));
+                };
+                let dims = items
+                    .iter()
+                    .map(as_usize)
+                    .collect::<Option<Vec<usize>>>()
+                    .ok_or_else(|| malformed("shape", "an array of non-negative integers"))?;
+                shape = Some(dims);
+            }
+            "data_offsets" => {
+                let expected = "an array of two non-negative integers [start, end]";
+                let Json::Array(items) = value else {
+                    return Err(malformed("data_offsets", expected));
+                };
+                let [a, b] = items.as_slice() else {
+                    return Err(malformed("data_offsets", expected));
+                };
+                let (Some(a), Some(b)) = (as_usize(a), as_usize(b)) else {
+                    return Err(malformed("data_offsets", expected));
+                };
+                offsets = Some((a, b));
+            }
+            // The reference ignores unknown fields; so do we.
+            _ => {}
+        }
+    }
+    let missing = |field| HeaderError::MissingField {
+        tensor: name.clone(),
+        field,
+    };
+    let dtype = dtype.ok_or_else(|| missing("dtype"))?;
+    let shape = shape.ok_or_else(|| missing("shape"))?;
+    let data_offsets = offsets.ok_or_else(|| missing("data_offsets"))?;
+    Ok(TensorInfo {
+        name,
+        dtype,
+        shape,
+        data_offsets,
+    })
+}
+
+fn as_usize(value: &Json) -> Option<usize> {
+    match value {
+        Json::UInt(v) => usize::try_from(*v).ok(),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(json: &str, data: usize) -> Vec<u8> {
+        let mut out = (json.len() as u64).to_le_bytes().to_vec();
+        out.extend_from_slice(json.as_bytes());
+        out.resize(out.len() + data, 0);
+        out
+    }
+
+    fn parse(json: &str, data: usize) -> Result<Header, HeaderError> {
+        Header::parse_file_bytes(&file(json, data), &ParseOptions::strict())
+    }
+
+    #[test]
+    fn valid_two_tensors() {
+        let h = parse(
+            r#"{"__metadata__":{"format":"pt"},"b":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"a":{"dtype":"U8","shape":[],"data_offsets":[8,9]}}"#,
+            9,
+        )
+        .unwrap();
+        assert_eq!(h.len(), 2);
+        assert_eq!(h.tensors()[0].name, "b");
+        assert_eq!(h.sorted_names(), vec!["a", "b"]);
+        assert_eq!(h.metadata().unwrap()["format"], "pt");
+        assert_eq!(h.get("a").unwrap().data_offsets, (8, 9));
+    }
+
+    #[test]
+    fn whitespace_around_json_is_accepted() {
+        assert!(parse("  \n{}\t  ", 0).is_ok());
+    }
+
+    #[test]
+    fn duplicate_keys_strict_and_lenient() {
+        let json = r#"{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"a":{"dtype":"U8","shape":[2],"data_offsets":[0,2]}}"#;
+        assert!(matches!(
+            parse(json, 2),
+            Err(HeaderError::DuplicateKey { .. })
+        ));
+        let h = Header::parse_file_bytes(&file(json, 2), &ParseOptions::lenient()).unwrap();
+        assert_eq!(h.get("a").unwrap().shape, vec![2]);
+    }
+
+    #[test]
+    fn lenient_accepts_control_characters() {
+        let json = r#"{"a\u0000":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}"#;
+        assert!(matches!(
+            parse(json, 1),
+            Err(HeaderError::ControlCharacter { code: 0, .. })
+        ));
+        assert!(Header::parse_file_bytes(&file(json, 1), &ParseOptions::lenient()).is_ok());
+    }
+}

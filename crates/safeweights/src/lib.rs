@@ -1,0 +1,64 @@
+//! # safeweights
+//!
+//! The safetensors format, exactly: a strict reader, zero-copy views, Python-style
+//! slicing with minimal byte ranges, a streaming atomic writer whose output is
+//! byte-identical to the reference implementation, and sharded checkpoints.
+//!
+//! A safetensors file is an 8-byte little-endian header length `N`, `N` bytes of
+//! JSON describing each tensor (`dtype`, `shape`, `data_offsets`) plus optional
+//! `__metadata__`, then the raw little-endian tensor bytes. Reading it runs no
+//! code. This crate enforces every rule the reference enforces and, by default,
+//! a few more (duplicate keys, reserved and control-character names); see
+//! [`ParseOptions::lenient`] to read exactly what the reference reads.
+//!
+//! ```
+//! use safeweights::{serialize, Dtype, SafeTensors, TensorRef};
+//!
+//! let data: Vec<u8> = [1.0f32, 2.0, 3.0, 4.0].iter().flat_map(|x| x.to_le_bytes()).collect();
+//! let bytes = serialize(
+//!     &[TensorRef { name: "w", dtype: Dtype::F32, shape: &[2, 2], data: &data }],
+//!     None,
+//! )?;
+//! let file = SafeTensors::deserialize(&bytes)?;
+//! let w = file.tensor("w")?;
+//! assert_eq!(w.shape(), &[2, 2]);
+//! assert_eq!(w.data(), &data[..]);
+//! # Ok::<(), safeweights::Error>(())
+//! ```
+//!
+//! ## Reading from files
+//! [`SafeTensorsFile::open`] reads and validates the header only; tensors are
+//! views over a memory map ([`Backend::Mmap`]) or read with `pread`
+//! ([`Backend::Pread`]). Every reader sits on a [`Source`], so other byte
+//! sources (memory, remote) plug in.
+//!
+//! ## Crate features
+//! None yet: the crate depends only on `serde_json`, `memmap2`, `tempfile` and
+//! `thiserror`.
+#![deny(missing_docs)]
+#![deny(unsafe_code)]
+
+mod dtype;
+mod error;
+mod header;
+mod json;
+mod reader;
+pub mod sharded;
+mod slice;
+#[allow(unsafe_code)]
+pub mod source;
+mod writer;
+
+pub use dtype::{element_count, Dtype, DtypeInfo, DtypeKind, UnknownDtype, DTYPES};
+pub use error::{Error, HeaderError, Result, ShardError, SliceError};
+pub use header::{
+    parse_prefix, Header, Metadata, ParseOptions, TensorInfo, MAX_HEADER_LEN, METADATA_KEY,
+};
+pub use reader::{Backend, OpenOptions, SafeTensors, SafeTensorsFile, TensorView};
+pub use sharded::{Checkpoint, ShardIndex};
+pub use slice::{DimSelection, ResolvedSlice, SliceIndex};
+pub use source::{FileSource, MemorySource, MmapSource, Source};
+pub use writer::{
+    serialize, write_file, AtomicFile, Layout, LayoutEntry, StreamingWriter, TensorRef, TensorSpec,
+    TensorWriter,
+};
