@@ -413,9 +413,7 @@ fn decode_arg<'a>(c: &mut Cursor<'a>) -> KResult<Arg<'a>> {
         }
         O::ShortBinString => {
             let n = c.fixed::<1>("SHORT_BINSTRING length")?[0];
-            Arg::PyStr(Cow::Borrowed(
-                c.take(u64::from(n), "SHORT_BINSTRING data")?,
-            ))
+            Arg::PyStr(Cow::Borrowed(c.take(u64::from(n), "SHORT_BINSTRING data")?))
         }
         O::BinBytes => {
             let n = u32::from_le_bytes(c.fixed::<4>("BINBYTES length")?);
@@ -587,8 +585,7 @@ fn parse_int_text<'a>(c: &Cursor<'a>, line: &[u8]) -> KResult<Arg<'a>> {
     if !clean.chars().all(|ch| ch.is_digit(radix)) {
         return Err(bad());
     }
-    if radix == 10 && clean.len() > 1 && clean.starts_with('0') && clean.chars().any(|d| d != '0')
-    {
+    if radix == 10 && clean.len() > 1 && clean.starts_with('0') && clean.chars().any(|d| d != '0') {
         // Python 3 rejects leading zeros in non-zero decimal literals
         return Err(bad());
     }
@@ -720,10 +717,13 @@ fn raw_unicode_escape(s: &[u8]) -> Result<String, String> {
                 .get(after + 1..after + 1 + n)
                 .and_then(|h| std::str::from_utf8(h).ok())
                 .filter(|h| h.chars().all(|c| c.is_ascii_hexdigit()))
-                .ok_or_else(|| format!("truncated \\{}XXXX escape", char::from(esc.unwrap_or(b'u'))))?;
+                .ok_or_else(|| {
+                    format!("truncated \\{}XXXX escape", char::from(esc.unwrap_or(b'u')))
+                })?;
             let cp = u32::from_str_radix(hex, 16).map_err(|e| e.to_string())?;
-            let c = char::from_u32(cp)
-                .ok_or_else(|| format!("code point U+{cp:X} is not representable (surrogate or out of range)"))?;
+            let c = char::from_u32(cp).ok_or_else(|| {
+                format!("code point U+{cp:X} is not representable (surrogate or out of range)")
+            })?;
             out.push(c);
             i = after + 1 + n;
         } else {

@@ -209,7 +209,9 @@ impl Tensor {
             let step = (d - 1)
                 .checked_mul(s)
                 .ok_or("element extent overflows u64")?;
-            last = last.checked_add(step).ok_or("element extent overflows u64")?;
+            last = last
+                .checked_add(step)
+                .ok_or("element extent overflows u64")?;
         }
         let es = self.dtype.element_size();
         let start = self
@@ -292,9 +294,7 @@ impl Global {
             ("torch._utils", "_rebuild_tensor_v2") => Global::RebuildTensorV2,
             ("torch._utils", "_rebuild_tensor_v3") => Global::RebuildTensorV3,
             ("torch._utils", "_rebuild_parameter") => Global::RebuildParameter,
-            ("torch._utils", "_rebuild_parameter_with_state") => {
-                Global::RebuildParameterWithState
-            }
+            ("torch._utils", "_rebuild_parameter_with_state") => Global::RebuildParameterWithState,
             ("torch._tensor", "_rebuild_from_type_v2") => Global::RebuildFromTypeV2,
             ("collections", "OrderedDict") => Global::OrderedDict,
             ("torch", "Size") => Global::TorchSize,
@@ -315,9 +315,7 @@ impl Global {
             ("numpy.core.multiarray" | "numpy._core.multiarray", "_reconstruct") => {
                 Global::NumpyReconstruct
             }
-            ("numpy.core.multiarray" | "numpy._core.multiarray", "scalar") => {
-                Global::NumpyScalar
-            }
+            ("numpy.core.multiarray" | "numpy._core.multiarray", "scalar") => Global::NumpyScalar,
             ("numpy", "ndarray") => Global::NumpyNdarray,
             ("numpy", "dtype") => Global::NumpyDtype,
             _ => return None,
