@@ -928,6 +928,16 @@ impl<'l> Evaluator<'l> {
                 };
                 self.alloc(Node::NumpyScalar { dtype, data })
             }
+            Global::CodecsEncode => match args.as_slice() {
+                [Value::Str(s), Value::Str(enc)]
+                    if matches!(&**enc, "latin1" | "latin-1" | "iso-8859-1") =>
+                {
+                    let b = latin1_bytes(s)?;
+                    self.account_bytes(b.len())?;
+                    Ok(Value::Bytes(Arc::from(b)))
+                }
+                _ => Err(self.bad_call(g, "only encode(str, 'latin1') is accepted")),
+            },
             Global::StorageClass { .. }
             | Global::TensorClass
             | Global::ParameterClass

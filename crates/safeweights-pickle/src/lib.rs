@@ -30,3 +30,7 @@ pub use dtype::TorchDtype;
 pub use error::{Error, PickleError, PickleErrorKind, Result, ZipErrorKind};
 pub use eval::{evaluate, Limits};
 pub use value::{Graph, Node, ObjId, Tensor, Value};
+pub mod torch;
+pub mod zip;
+
+pub use torch::{Format, NamedTensor, TorchCheckpoint};

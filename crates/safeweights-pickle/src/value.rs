@@ -285,6 +285,8 @@ pub enum Global {
     NumpyDtype,
     /// `numpy.core.multiarray.scalar`
     NumpyScalar,
+    /// `_codecs.encode`, accepted only as `encode(str, "latin1")` (how protocol 2 pickles `bytes`)
+    CodecsEncode,
 }
 
 impl Global {
@@ -318,6 +320,7 @@ impl Global {
             ("numpy.core.multiarray" | "numpy._core.multiarray", "scalar") => Global::NumpyScalar,
             ("numpy", "ndarray") => Global::NumpyNdarray,
             ("numpy", "dtype") => Global::NumpyDtype,
+            ("_codecs", "encode") => Global::CodecsEncode,
             _ => return None,
         })
     }
@@ -341,6 +344,7 @@ impl Global {
             Global::NumpyNdarray => "numpy.ndarray".into(),
             Global::NumpyDtype => "numpy.dtype".into(),
             Global::NumpyScalar => "numpy.core.multiarray.scalar".into(),
+            Global::CodecsEncode => "_codecs.encode".into(),
         }
     }
 }
