@@ -1,0 +1,263 @@
+"""``safe_open``: lazy access to a safetensors file, with tensors built for a
+framework. The file format itself (header, validation, slicing, reads) is the
+Rust core's, reached through ``safeweights._safeweights._File``."""
+
+import os
+
+from . import _frameworks
+from ._safeweights import SafetensorError, _File
+
+_FRAMEWORKS = {
+    "pt": "pt",
+    "torch": "pt",
+    "pytorch": "pt",
+    "np": "np",
+    "numpy": "np",
+    "tf": "tf",
+    "tensorflow": "tf",
+    "jax": "flax",
+    "flax": "flax",
+    "mlx": "mlx",
+    "paddle": "paddle",
+}
+
+_DEVICE_TYPES = ("cpu", "cuda", "mps", "npu", "xpu", "xla", "mlu", "musa", "hpu", "meta")
+
+
+def _parse_framework(framework):
+    try:
+        return _FRAMEWORKS[str(framework).lower()]
+    except KeyError:
+        raise SafetensorError(f"framework {framework} is invalid") from None
+
+
+def _parse_device(device):
+    """Normalise a device argument to a string like ``"cpu"`` or ``"cuda:1"``."""
+    if device is None:
+        return "cpu"
+    if isinstance(device, bool):
+        raise SafetensorError(f"device {device} is invalid")
+    if isinstance(device, int):
+        if device < 0:
+            raise SafetensorError(f"device {device} is invalid")
+        return f"cuda:{device}"
+    if not isinstance(device, str):
+        # torch.device and the like
+        if type(device).__name__ == "device" and hasattr(device, "type"):
+            return str(device)
+        raise SafetensorError(f"device {device} is invalid")
+    kind, sep, index = device.partition(":")
+    if kind not in _DEVICE_TYPES:
+        raise SafetensorError(f"device {device} is invalid")
+    if sep:
+        if not index.isdigit():
+            raise ValueError("invalid digit found in string")
+        return f"{kind}:{int(index)}"
+    return kind
+
+
+class safe_open:
+    """Opens a safetensors file lazily and returns tensors as asked.
+
+    Args:
+        filename (`str`, or `os.PathLike`): the file to open.
+        framework (`str`): the framework of the returned tensors: `pt`, `np`,
+            `tf`, `flax` (or `jax`), `mlx`, `paddle`.
+        device (`str` or `int`, defaults to `"cpu"`): where the tensors go
+            (`"cpu"`, `"cuda"`, `"cuda:1"`, `1`, `"mps"`, ...). Non-CPU tensors
+            are read on the CPU, then moved.
+        backend (`str`, keyword-only, defaults to `"mmap"`): `"mmap"` maps the
+            file (torch CPU tensors are zero-copy views of the mapping);
+            `"pread"` reads each tensor with positioned reads.
+        strict (`bool`, keyword-only, defaults to `True`): also reject what the
+            reference tolerates (duplicate JSON keys, control characters in
+            names); `False` reads exactly what the reference reads.
+
+    Usable as a context manager; the file is closed on exit, after which
+    `get_tensor` and friends raise `SafetensorError("File is closed")`.
+    Tensors and slices already obtained stay valid.
+    """
+
+    def __init__(self, filename, framework, device="cpu", *, backend="mmap", strict=True, _file=None):
+        self._framework = _parse_framework(framework)
+        self._device = _parse_device(device)
+        if _file is None:
+            _file = _File(os.fspath(filename), backend, strict)
+        self._file = _file
+        self._filename = _file.name
+        self._backend = backend
+        self._storage = None
+
+    # -- context manager -------------------------------------------------
+
+    def __enter__(self):
+        """Start the context manager."""
+        return self
+
+    def __exit__(self, _exc_type, _exc_value, _traceback):
+        """Close the file."""
+        self._file = None
+        self._storage = None
+
+    def _handle(self):
+        f = self._file
+        if f is None:
+            raise SafetensorError("File is closed")
+        return f
+
+    # -- header ----------------------------------------------------------
+
+    def keys(self):
+        """Returns the names of the tensors in the file, sorted.
+
+        Returns:
+            (`List[str]`): the tensor names.
+        """
+        return self._handle().keys()
+
+    def offset_keys(self):
+        """Returns the names of the tensors in the file, ordered by offset.
+
+        Returns:
+            (`List[str]`): the tensor names.
+        """
+        return self._handle().offset_keys()
+
+    def metadata(self):
+        """Returns the free-form ``__metadata__`` of the header, or ``None``.
+
+        Returns:
+            (`Dict[str, str]` or `None`): the metadata.
+        """
+        return self._handle().metadata()
+
+    # -- tensors ---------------------------------------------------------
+
+    def _build(self, f, entry):
+        return _frameworks.build(self, f, entry)
+
+    def get_tensor(self, name):
+        """Returns a full tensor.
+
+        Args:
+            name (`str`): the tensor's name.
+
+        Returns:
+            (`Tensor`): the tensor, in the framework and on the device the file
+            was opened for.
+        """
+        f = self._handle()
+        return self._build(f, f.entry(name))
+
+    def get_tensors(self):
+        """Returns every tensor in the file, as a dict keyed by name, in file order.
+
+        Returns:
+            (`Dict[str, Tensor]`): all tensors.
+        """
+        f = self._handle()
+        build = self._build
+        return {entry[0]: build(f, entry) for entry in f.entries()}
+
+    def get_slice(self, name):
+        """Returns a lazy slice object for a tensor.
+
+        Index it (``f.get_slice("w")[1:, ::2]``) to read only the selected
+        part; ``get_shape()`` and ``get_dtype()`` read nothing.
+
+        Args:
+            name (`str`): the tensor's name.
+
+        Returns:
+            (`PySafeSlice`): the slice object.
+        """
+        f = self._handle()
+        return PySafeSlice(self, f, f.entry(name))
+
+    def __repr__(self):
+        state = "closed" if self._file is None else "open"
+        return f"<safeweights.safe_open {self._filename!r} framework={self._framework!r} device={self._device!r} {state}>"
+
+
+def _is_full(index):
+    if index is Ellipsis:
+        return True
+    return isinstance(index, slice) and index.start is None and index.stop is None and index.step in (None, 1)
+
+
+def _is_everything(index, ndim):
+    """Whether ``index`` selects the whole tensor (then no copy is needed)."""
+    if not isinstance(index, tuple):
+        index = (index,)
+    ellipses = sum(1 for i in index if i is Ellipsis)
+    return ellipses <= 1 and len(index) - ellipses <= ndim and all(_is_full(i) for i in index)
+
+
+class PySafeSlice:
+    """A tensor not yet read: its shape and dtype, and indexing that reads only
+    the selected elements."""
+
+    def __init__(self, owner, f, entry):
+        self._owner = owner
+        self._file = f
+        self._entry = entry
+
+    def get_shape(self):
+        """The tensor's shape (logical element shape).
+
+        Returns:
+            (`List[int]`): the shape.
+        """
+        return list(self._entry[2])
+
+    def get_dtype(self):
+        """The tensor's dtype as its format code (``"F32"``, ``"BF16"``, ...).
+
+        Returns:
+            (`str`): the dtype.
+        """
+        return self._entry[1]
+
+    def __len__(self):
+        shape = self._entry[2]
+        if not shape:
+            raise TypeError("len() of a 0-d tensor")
+        return shape[0]
+
+    def __getitem__(self, index):
+        name, dtype = self._entry[0], self._entry[1]
+        if _is_everything(index, len(self._entry[2])):
+            return self._owner._build(self._file, self._entry)
+        shape, data = self._file.read_slice(name, index)
+        return _frameworks.from_bytes(self._owner, dtype, shape, data)
+
+    def __repr__(self):
+        return f"<safeweights.PySafeSlice {self._entry[0]!r} dtype={self._entry[1]} shape={list(self._entry[2])}>"
+
+
+def _safe_open_handle(handle, framework, device="cpu", *, backend="mmap", strict=True):
+    """Opens a safetensors file from an open Python file object.
+
+    A file object with a real path (``handle.name``) is opened by path; any
+    other readable object (e.g. ``io.BytesIO``, fsspec files) is read into
+    memory.
+
+    Args:
+        handle: a binary file object.
+        framework (`str`), device, backend: as for `safe_open`.
+
+    Returns:
+        (`safe_open`): the open file.
+    """
+    name = getattr(handle, "name", None)
+    if isinstance(name, (str, bytes, os.PathLike)) and os.path.isfile(name):
+        return safe_open(name, framework, device, backend=backend, strict=strict)
+    if hasattr(handle, "seek"):
+        handle.seek(0)
+    data = handle.read()
+    if not isinstance(data, (bytes, bytearray)):
+        data = bytes(data)
+    return safe_open(None, framework, device, backend=backend, _file=_File.from_bytes(data, strict))
+
+
+__all__ = ["safe_open", "_safe_open_handle", "PySafeSlice"]

@@ -1,0 +1,37 @@
+//! `safeweights._safeweights`: the native half of the `safeweights` Python
+//! package, a drop-in stand-in for `safetensors` on the safeweights core.
+//!
+//! Modules: [`errors`] (exception classes), [`spec`] (`TensorSpec`),
+//! [`serialize`] (`serialize`, `serialize_file`, `deserialize`), [`file`]
+//! (`_File`, behind `safe_open`), [`index`] (Python indexing → slices).
+
+use pyo3::prelude::*;
+
+mod errors;
+mod file;
+mod index;
+mod serialize;
+mod spec;
+
+/// The native module.
+#[pymodule]
+fn _safeweights(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("SafetensorError", py.get_type::<errors::SafetensorError>())?;
+    m.add(
+        "SafetensorHeaderError",
+        py.get_type::<errors::SafetensorHeaderError>(),
+    )?;
+    m.add(
+        "TensorNotFoundError",
+        py.get_type::<errors::TensorNotFoundError>(),
+    )?;
+    m.add("SafetensorIOError", py.get_type::<errors::SafetensorIOError>())?;
+    m.add_class::<spec::TensorSpec>()?;
+    m.add_class::<file::File>()?;
+    m.add_function(wrap_pyfunction!(serialize::serialize, m)?)?;
+    m.add_function(wrap_pyfunction!(serialize::serialize_file, m)?)?;
+    m.add_function(wrap_pyfunction!(serialize::deserialize, m)?)?;
+    Ok(())
+}
