@@ -163,7 +163,10 @@ impl Header {
                 found: value.kind(),
             });
         };
-        let entries = dedup(entries, "header", options)?;
+        // The reference too refuses a repeated `__metadata__` (a struct field).
+        let entries = dedup(entries, "header", |key| {
+            options.strict || key == METADATA_KEY
+        })?;
 
         let mut metadata = None;
         let mut tensors = Vec::with_capacity(entries.len());
@@ -175,7 +178,7 @@ impl Header {
             if options.strict {
                 check_name(&name)?;
             }
-            tensors.push(parse_tensor(name, value, options)?);
+            tensors.push(parse_tensor(name, value)?);
         }
         let header_len = json_bytes.len() as u64;
         let mut header = Header {
@@ -322,17 +325,18 @@ fn strip_position(message: &str) -> String {
     }
 }
 
-/// Rejects duplicate keys (strict) or keeps the last of each (lenient, as serde does).
+/// Rejects duplicate keys when `reject(key)` says so; otherwise keeps the last
+/// of each, as serde's maps do in the reference.
 fn dedup(
     entries: Vec<(String, Json)>,
     scope: &str,
-    options: &ParseOptions,
+    reject: impl Fn(&str) -> bool,
 ) -> Result<Vec<(String, Json)>, HeaderError> {
     let mut seen: HashMap<String, usize> = HashMap::with_capacity(entries.len());
     let mut out: Vec<(String, Json)> = Vec::with_capacity(entries.len());
     for (key, value) in entries {
         if let Some(&i) = seen.get(&key) {
-            if options.strict {
+            if reject(&key) {
                 return Err(HeaderError::DuplicateKey {
                     key,
                     scope: scope.to_owned(),
@@ -373,7 +377,7 @@ fn parse_metadata(value: Json, options: &ParseOptions) -> Result<Option<Metadata
             })
         }
     };
-    let entries = dedup(entries, METADATA_KEY, options)?;
+    let entries = dedup(entries, METADATA_KEY, |_| options.strict)?;
     let mut map = Metadata::new();
     for (key, value) in entries {
         let Json::String(s) = value else {
@@ -386,18 +390,15 @@ fn parse_metadata(value: Json, options: &ParseOptions) -> Result<Option<Metadata
     Ok(Some(map))
 }
 
-fn parse_tensor(
-    name: String,
-    value: Json,
-    options: &ParseOptions,
-) -> Result<TensorInfo, HeaderError> {
+fn parse_tensor(name: String, value: Json) -> Result<TensorInfo, HeaderError> {
     let Json::Object(fields) = value else {
         return Err(HeaderError::TensorNotAnObject {
             found: value.kind(),
             tensor: name,
         });
     };
-    let fields = dedup(fields, &format!("tensor {name:?}"), options)?;
+    // The reference refuses repeated fields of a tensor (struct fields), strict or not.
+    let fields = dedup(fields, &format!("tensor {name:?}"), |_| true)?;
     let mut dtype = None;
     let mut shape = None;
     let mut offsets = None;

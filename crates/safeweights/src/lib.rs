@@ -38,6 +38,7 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+pub mod decode;
 mod dtype;
 mod error;
 mod header;
@@ -59,6 +60,6 @@ pub use sharded::{Checkpoint, ShardIndex};
 pub use slice::{DimSelection, ResolvedSlice, SliceIndex};
 pub use source::{FileSource, MemorySource, MmapSource, Source};
 pub use writer::{
-    serialize, write_file, AtomicFile, Layout, LayoutEntry, StreamingWriter, TensorRef, TensorSpec,
-    TensorWriter,
+    serialize, serialize_with, write_file, write_file_with, AtomicFile, Layout, LayoutEntry,
+    StreamingWriter, TensorRef, TensorSpec, TensorWriter, WriteOptions,
 };

@@ -37,6 +37,38 @@ impl TensorSpec {
     }
 }
 
+/// How strictly to check what is written: a builder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteOptions {
+    strict: bool,
+}
+
+impl Default for WriteOptions {
+    fn default() -> Self {
+        WriteOptions { strict: true }
+    }
+}
+
+impl WriteOptions {
+    /// Strict (the default): tensor names with control characters are refused,
+    /// so that every file written reads back under strict rules.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Writes whatever the reference writes (control characters in names
+    /// allowed). A tensor named `__metadata__` is refused either way: no reader
+    /// could read the file.
+    pub fn lenient() -> Self {
+        WriteOptions { strict: false }
+    }
+
+    /// Whether strict checks are on.
+    pub fn is_strict(&self) -> bool {
+        self.strict
+    }
+}
+
 /// One tensor's place in a planned file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LayoutEntry {
@@ -63,6 +95,15 @@ impl Layout {
         specs: Vec<TensorSpec>,
         metadata: Option<&Metadata>,
     ) -> std::result::Result<Layout, String> {
+        Self::with_options(specs, metadata, &WriteOptions::default())
+    }
+
+    /// Plans a file with explicit write options.
+    pub fn with_options(
+        specs: Vec<TensorSpec>,
+        metadata: Option<&Metadata>,
+        options: &WriteOptions,
+    ) -> std::result::Result<Layout, String> {
         let mut specs = specs;
         specs.sort_by(|a, b| b.dtype.cmp(&a.dtype).then_with(|| a.name.cmp(&b.name)));
         let mut json = String::from("{");
@@ -83,7 +124,11 @@ impl Layout {
         let mut by_name = HashMap::with_capacity(specs.len());
         let mut offset = 0usize;
         for spec in specs {
-            check_name(&spec.name).map_err(|e| e.to_string())?;
+            if options.strict {
+                check_name(&spec.name).map_err(|e| e.to_string())?;
+            } else if spec.name == METADATA_KEY {
+                return Err("a tensor may not be named \"__metadata__\"".to_owned());
+            }
             let len = spec.byte_len().ok_or_else(|| {
                 format!(
                     "tensor {:?}: {} {:?} overflows or is not a whole number of bytes",
@@ -184,6 +229,7 @@ fn plan<'a>(
     tensors: &[TensorRef<'a>],
     metadata: Option<&Metadata>,
     file: &str,
+    options: &WriteOptions,
 ) -> Result<(Layout, HashMap<&'a str, &'a [u8]>)> {
     let invalid = |reason| Error::InvalidWrite {
         file: file.to_owned(),
@@ -193,7 +239,7 @@ fn plan<'a>(
         .iter()
         .map(|t| TensorSpec::new(t.name, t.dtype, t.shape))
         .collect();
-    let layout = Layout::new(specs, metadata).map_err(invalid)?;
+    let layout = Layout::with_options(specs, metadata, options).map_err(invalid)?;
     let mut data = HashMap::with_capacity(tensors.len());
     for t in tensors {
         let expected = layout
@@ -216,7 +262,16 @@ fn plan<'a>(
 
 /// Serializes tensors to an in-memory safetensors image.
 pub fn serialize(tensors: &[TensorRef<'_>], metadata: Option<&Metadata>) -> Result<Vec<u8>> {
-    let (layout, data) = plan(tensors, metadata, "<memory>")?;
+    serialize_with(tensors, metadata, &WriteOptions::default())
+}
+
+/// [`serialize`] with explicit write options.
+pub fn serialize_with(
+    tensors: &[TensorRef<'_>],
+    metadata: Option<&Metadata>,
+    options: &WriteOptions,
+) -> Result<Vec<u8>> {
+    let (layout, data) = plan(tensors, metadata, "<memory>", options)?;
     let mut out = Vec::with_capacity(layout.file_len() as usize);
     out.extend_from_slice(layout.header_bytes());
     for entry in layout.entries() {
@@ -235,8 +290,18 @@ pub fn write_file(
     tensors: &[TensorRef<'_>],
     metadata: Option<&Metadata>,
 ) -> Result<()> {
+    write_file_with(path, tensors, metadata, &WriteOptions::default())
+}
+
+/// [`write_file`] with explicit write options.
+pub fn write_file_with(
+    path: impl AsRef<Path>,
+    tensors: &[TensorRef<'_>],
+    metadata: Option<&Metadata>,
+    options: &WriteOptions,
+) -> Result<()> {
     let path = path.as_ref();
-    let (layout, data) = plan(tensors, metadata, &path.display().to_string())?;
+    let (layout, data) = plan(tensors, metadata, &path.display().to_string(), options)?;
     let atomic = AtomicFile::create(path)?;
     let io_err = |e| Error::io(path, e);
     {
@@ -336,10 +401,22 @@ impl StreamingWriter {
         specs: Vec<TensorSpec>,
         metadata: Option<&Metadata>,
     ) -> Result<Self> {
+        Self::create_with(path, specs, metadata, &WriteOptions::default())
+    }
+
+    /// [`create`](Self::create) with explicit write options.
+    pub fn create_with(
+        path: impl AsRef<Path>,
+        specs: Vec<TensorSpec>,
+        metadata: Option<&Metadata>,
+        options: &WriteOptions,
+    ) -> Result<Self> {
         let path = path.as_ref();
-        let layout = Layout::new(specs, metadata).map_err(|reason| Error::InvalidWrite {
-            file: path.display().to_string(),
-            reason,
+        let layout = Layout::with_options(specs, metadata, options).map_err(|reason| {
+            Error::InvalidWrite {
+                file: path.display().to_string(),
+                reason,
+            }
         })?;
         let file = AtomicFile::create(path)?;
         let written = vec![0; layout.entries().len()];

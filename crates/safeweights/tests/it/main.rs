@@ -1,0 +1,9 @@
+//! Integration tests of the format core, in one binary.
+
+mod atomic;
+mod malformed;
+mod props;
+mod reference;
+mod sharded;
+mod slicing;
+mod testutil;
