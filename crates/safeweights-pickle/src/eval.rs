@@ -938,6 +938,84 @@ impl<'l> Evaluator<'l> {
                 }
                 _ => Err(self.bad_call(g, "only encode(str, 'latin1') is accepted")),
             },
+            Global::NumpyFromBuffer => {
+                let (buf, dt, shape, order) = match args.as_slice() {
+                    [b, d, s, o] => (b, d, s, o),
+                    _ => return Err(self.bad_call(g, "expected (buffer, dtype, shape, order)")),
+                };
+                let data: Arc<[u8]> = match buf {
+                    Value::Bytes(b) => b.clone(),
+                    _ => match self.node(buf) {
+                        Some(Node::ByteArray(b)) => b.clone(),
+                        _ => return Err(self.bad_call(g, "buffer must be bytes")),
+                    },
+                };
+                let dtype = match self.node(dt) {
+                    Some(Node::NumpyDtype(d)) => d.clone(),
+                    _ => return Err(self.bad_call(g, "dtype must be a numpy.dtype")),
+                };
+                let shape = self.dims(g, shape, "shape")?;
+                let fortran_order = match order.as_str() {
+                    Some("C") => false,
+                    Some("F") => true,
+                    _ => return Err(self.bad_call(g, "order must be 'C' or 'F'")),
+                };
+                let arr = NumpyArray {
+                    dtype,
+                    shape,
+                    fortran_order,
+                    data,
+                };
+                check_numpy_len(&arr).map_err(|r| self.bad_call(g, r))?;
+                self.alloc(Node::NumpyArray(arr))
+            }
+            Global::BuiltinSet | Global::BuiltinFrozenSet => {
+                let items = match args.as_slice() {
+                    [] => Vec::new(),
+                    [l] => match self.node(l) {
+                        Some(Node::List(v)) | Some(Node::Tuple(v)) => v.clone(),
+                        _ => return Err(self.bad_call(g, "argument must be a list")),
+                    },
+                    _ => return Err(self.bad_call(g, "expected at most one argument")),
+                };
+                self.check_len(items.len())?;
+                let mut s = Set::default();
+                for it in items {
+                    let k = self.key(&it, 0)?;
+                    s.insert(k, it);
+                }
+                self.alloc(if g == Global::BuiltinSet {
+                    Node::Set(s)
+                } else {
+                    Node::FrozenSet(s)
+                })
+            }
+            Global::BuiltinBytes | Global::BuiltinByteArray => {
+                let b: Vec<u8> = match args.as_slice() {
+                    [] => Vec::new(),
+                    [Value::Bytes(b)] => b.to_vec(),
+                    [Value::Str(s), Value::Str(enc)]
+                        if matches!(&**enc, "latin1" | "latin-1" | "iso-8859-1") =>
+                    {
+                        latin1_bytes(s)?
+                    }
+                    [l] => match self.node(l) {
+                        Some(Node::List(v)) => v
+                            .iter()
+                            .map(|x| x.as_i64().and_then(|i| u8::try_from(i).ok()))
+                            .collect::<Option<Vec<u8>>>()
+                            .ok_or_else(|| self.bad_call(g, "list items must be 0..=255"))?,
+                        _ => return Err(self.bad_call(g, "unsupported argument")),
+                    },
+                    _ => return Err(self.bad_call(g, "unsupported arguments")),
+                };
+                self.account_bytes(b.len())?;
+                if g == Global::BuiltinBytes {
+                    Ok(Value::Bytes(Arc::from(b)))
+                } else {
+                    self.alloc(Node::ByteArray(Arc::from(b)))
+                }
+            }
             Global::StorageClass { .. }
             | Global::TensorClass
             | Global::ParameterClass
@@ -1203,24 +1281,31 @@ impl<'l> Evaluator<'l> {
                 _ => return Err(bad("data must be bytes (object arrays are refused)")),
             },
         };
-        let elsize = numpy_itemsize(&dtype.descr).ok_or_else(|| bad("unknown dtype size"))?;
-        let need = shape
-            .iter()
-            .try_fold(elsize, |a, &d| a.checked_mul(d))
-            .ok_or_else(|| bad("array size overflows"))?;
-        if need != data.len() as u64 {
-            return Err(bad(&format!(
-                "data has {} bytes, shape and dtype need {need}",
-                data.len()
-            )));
-        }
-        Ok(NumpyArray {
+        let arr = NumpyArray {
             dtype,
             shape,
             fortran_order,
             data,
-        })
+        };
+        check_numpy_len(&arr).map_err(|r| bad(&r))?;
+        Ok(arr)
     }
+}
+
+fn check_numpy_len(a: &NumpyArray) -> Result<(), String> {
+    let elsize = numpy_itemsize(&a.dtype.descr).ok_or("unknown dtype size")?;
+    let need = a
+        .shape
+        .iter()
+        .try_fold(elsize, |acc, &d| acc.checked_mul(d))
+        .ok_or("array size overflows")?;
+    if need != a.data.len() as u64 {
+        return Err(format!(
+            "data has {} bytes, shape and dtype need {need}",
+            a.data.len()
+        ));
+    }
+    Ok(())
 }
 
 fn latin1_bytes(s: &str) -> R<Vec<u8>> {

@@ -287,6 +287,16 @@ pub enum Global {
     NumpyScalar,
     /// `_codecs.encode`, accepted only as `encode(str, "latin1")` (how protocol 2 pickles `bytes`)
     CodecsEncode,
+    /// `numpy._core.numeric._frombuffer(buffer, dtype, shape, order)` (numpy 2, protocol 5)
+    NumpyFromBuffer,
+    /// `builtins.set` / `__builtin__.set` (protocols 0-3 pickle sets by calling it on a list)
+    BuiltinSet,
+    /// `builtins.frozenset`
+    BuiltinFrozenSet,
+    /// `builtins.bytes` (protocols 0-2: `bytes()` for `b""`)
+    BuiltinBytes,
+    /// `builtins.bytearray` (protocols 0-4)
+    BuiltinByteArray,
 }
 
 impl Global {
@@ -321,6 +331,13 @@ impl Global {
             ("numpy", "ndarray") => Global::NumpyNdarray,
             ("numpy", "dtype") => Global::NumpyDtype,
             ("_codecs", "encode") => Global::CodecsEncode,
+            ("numpy.core.numeric" | "numpy._core.numeric", "_frombuffer") => {
+                Global::NumpyFromBuffer
+            }
+            ("builtins" | "__builtin__", "set") => Global::BuiltinSet,
+            ("builtins" | "__builtin__", "frozenset") => Global::BuiltinFrozenSet,
+            ("builtins" | "__builtin__", "bytes") => Global::BuiltinBytes,
+            ("builtins" | "__builtin__", "bytearray") => Global::BuiltinByteArray,
             _ => return None,
         })
     }
@@ -345,6 +362,11 @@ impl Global {
             Global::NumpyDtype => "numpy.dtype".into(),
             Global::NumpyScalar => "numpy.core.multiarray.scalar".into(),
             Global::CodecsEncode => "_codecs.encode".into(),
+            Global::NumpyFromBuffer => "numpy._core.numeric._frombuffer".into(),
+            Global::BuiltinSet => "builtins.set".into(),
+            Global::BuiltinFrozenSet => "builtins.frozenset".into(),
+            Global::BuiltinBytes => "builtins.bytes".into(),
+            Global::BuiltinByteArray => "builtins.bytearray".into(),
         }
     }
 }

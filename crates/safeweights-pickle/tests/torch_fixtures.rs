@@ -37,25 +37,53 @@ fn check_fixture(name: &str) -> TorchCheckpoint {
         let e = &tensors[&nt.name];
         assert!(!e.is_null(), "{name}: unexpected tensor {:?}", nt.name);
         let t = &nt.tensor;
-        assert_eq!(t.dtype.torch_name(), e["dtype"].as_str().unwrap(), "{}", nt.name);
+        assert_eq!(
+            t.dtype.torch_name(),
+            e["dtype"].as_str().unwrap(),
+            "{}",
+            nt.name
+        );
         let shape: Vec<u64> = serde_json::from_value(e["shape"].clone()).unwrap();
         let stride: Vec<u64> = serde_json::from_value(e["stride"].clone()).unwrap();
         assert_eq!(t.shape, shape, "{} shape", nt.name);
         if shape.iter().all(|&d| d > 0) {
             assert_eq!(t.stride, stride, "{} stride", nt.name);
         }
-        assert_eq!(t.storage_offset, e["offset"].as_u64().unwrap(), "{} offset", nt.name);
-        assert_eq!(t.is_parameter, e["parameter"].as_bool().unwrap(), "{} param", nt.name);
+        assert_eq!(
+            t.storage_offset,
+            e["offset"].as_u64().unwrap(),
+            "{} offset",
+            nt.name
+        );
+        assert_eq!(
+            t.is_parameter,
+            e["parameter"].as_bool().unwrap(),
+            "{} param",
+            nt.name
+        );
         let bytes = ck.tensor_bytes(t).unwrap();
-        assert_eq!(hex(&bytes), e["bytes"].as_str().unwrap(), "{name}: {} bytes", nt.name);
+        assert_eq!(
+            hex(&bytes),
+            e["bytes"].as_str().unwrap(),
+            "{name}: {} bytes",
+            nt.name
+        );
     }
     let leaves = exp["leaves"].as_object().unwrap();
-    assert_eq!(ck.leaves().len(), leaves.len(), "{name}: leaves {:?}", ck.leaves());
+    assert_eq!(
+        ck.leaves().len(),
+        leaves.len(),
+        "{name}: leaves {:?}",
+        ck.leaves()
+    );
     for (k, v) in ck.leaves() {
         let e = &leaves[k];
         match (v, e) {
             (J::Number(a), J::Number(b)) => {
-                assert!((a.as_f64().unwrap() - b.as_f64().unwrap()).abs() < 1e-12, "{k}")
+                assert!(
+                    (a.as_f64().unwrap() - b.as_f64().unwrap()).abs() < 1e-12,
+                    "{k}"
+                )
             }
             (J::Array(a), J::Array(b)) if a.is_empty() && b.is_empty() => {}
             _ => assert_eq!(v, e, "{name}: leaf {k}"),
@@ -99,7 +127,10 @@ fn views_and_ties_zip() {
         .find(|(_, names)| names.contains(&"base".to_string()))
         .unwrap();
     for n in ["transposed", "slice", "strided", "row", "tied_a", "tied_b"] {
-        assert!(base_group.1.contains(&n.to_string()), "{n} shares base storage");
+        assert!(
+            base_group.1.contains(&n.to_string()),
+            "{n} shares base storage"
+        );
     }
     let t = &ck.tensor("transposed").unwrap().tensor;
     assert!(!t.is_contiguous());
@@ -125,12 +156,22 @@ fn nested_zip_and_legacy() {
         let ck = check_fixture(f);
         let names: Vec<&str> = ck.tensors().iter().map(|t| t.name.as_str()).collect();
         assert!(names.contains(&"state_dict.body.0.weight"), "{names:?}");
-        assert!(names.contains(&"optimizer.state.0.momentum_buffer"), "{names:?}");
+        assert!(
+            names.contains(&"optimizer.state.0.momentum_buffer"),
+            "{names:?}"
+        );
         // tied lm_head / embed
         let shared = ck.shared_storages();
-        assert!(shared.iter().any(|(_, n)| n.contains(&"state_dict.lm_head.weight".into())
-            && n.contains(&"state_dict.embed.weight".into())));
-        let leaf = |k: &str| ck.leaves().iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        assert!(shared
+            .iter()
+            .any(|(_, n)| n.contains(&"state_dict.lm_head.weight".into())
+                && n.contains(&"state_dict.embed.weight".into())));
+        let leaf = |k: &str| {
+            ck.leaves()
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.clone())
+        };
         assert_eq!(leaf("epoch"), Some(J::from(3)));
         assert_eq!(leaf("big"), Some(J::from("1180591620717411303424")));
         assert_eq!(leaf("config.name"), Some(J::from("tiny")));
@@ -189,15 +230,25 @@ fn in_memory_source_and_corruption() {
     let ck = TorchCheckpoint::from_source(bytes.clone(), "mem.pt", Default::default()).unwrap();
     assert_eq!(ck.tensors().len(), 4);
     // flip a byte inside data.pkl: CRC mismatch must be reported
-    let pos = bytes.windows(9).position(|w| w == b"data.pkl\x00").unwrap_or(0);
+    let pos = bytes
+        .windows(9)
+        .position(|w| w == b"data.pkl\x00")
+        .unwrap_or(0);
     let _ = pos;
     let z = safeweights_pickle::zip::ZipArchive::new(bytes.clone()).unwrap();
-    let e = z.entries().iter().find(|e| e.name.ends_with("data.pkl")).unwrap();
+    let e = z
+        .entries()
+        .iter()
+        .find(|e| e.name.ends_with("data.pkl"))
+        .unwrap();
     let mut bad = bytes.clone();
     bad[e.data_offset as usize + 3] ^= 0x55;
     match TorchCheckpoint::from_source(bad, "bad.pt", Default::default()) {
         Err(Error::Zip { kind, .. }) => {
-            assert!(matches!(kind, safeweights_pickle::ZipErrorKind::CrcMismatch { .. }))
+            assert!(matches!(
+                kind,
+                safeweights_pickle::ZipErrorKind::CrcMismatch { .. }
+            ))
         }
         other => panic!("{other:?}"),
     }
@@ -214,5 +265,8 @@ fn storage_too_small_is_typed_error() {
     let bytes = std::fs::read(fixture("views_legacy.pt")).unwrap();
     let cut = bytes[..bytes.len() - 4].to_vec();
     let err = TorchCheckpoint::from_source(cut, "short.pt", Default::default()).unwrap_err();
-    assert!(matches!(err, Error::Invalid { .. } | Error::Io { .. }), "{err}");
+    assert!(
+        matches!(err, Error::Invalid { .. } | Error::Io { .. }),
+        "{err}"
+    );
 }
