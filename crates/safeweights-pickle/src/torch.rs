@@ -804,7 +804,7 @@ fn flatten(g: &Graph, limits: &Limits) -> Result<Flat, (&'static str, u64)> {
             }
             _ => {
                 let j = to_json(g, &v, limits)
-                    .map_err(|_| ("max_nesting_depth", limits.max_nesting_depth as u64))?;
+                    .ok_or(("max_nesting_depth", limits.max_nesting_depth as u64))?;
                 out.leaves.push((name, j));
                 continue;
             }
@@ -821,8 +821,9 @@ fn flatten(g: &Graph, limits: &Limits) -> Result<Flat, (&'static str, u64)> {
 /// Non-JSON values map to: big ints and non-finite floats to strings, bytes to
 /// `{"bytes_hex": ...}`, dtypes to `"torch.float32"`, tensors to
 /// `{"tensor": {...}}`, storages to `{"storage": key}`.
-pub fn to_json(g: &Graph, v: &Value, limits: &Limits) -> Result<serde_json::Value, ()> {
-    to_json_depth(g, v, limits.max_nesting_depth.min(512), &mut 0)
+/// Returns `None` when the nesting limit (or a budget of one million values) is exceeded.
+pub fn to_json(g: &Graph, v: &Value, limits: &Limits) -> Option<serde_json::Value> {
+    to_json_depth(g, v, limits.max_nesting_depth.min(512), &mut 0).ok()
 }
 
 fn to_json_depth(
@@ -923,22 +924,27 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// Evaluate a standalone pickle file (e.g. a numpy pickle) and flatten it like a checkpoint body.
-pub fn flatten_graph(
-    g: &Graph,
-    limits: &Limits,
-) -> Result<
-    (
-        Vec<NamedTensor>,
-        Vec<NamedArray>,
-        Vec<(String, serde_json::Value)>,
-    ),
-    Error,
-> {
+/// A flattened object: named tensors, numpy arrays and JSON leaves.
+#[derive(Debug, Clone)]
+pub struct Flattened {
+    /// Named tensors in pickle order.
+    pub tensors: Vec<NamedTensor>,
+    /// Named numpy arrays.
+    pub arrays: Vec<NamedArray>,
+    /// Named non-tensor leaves.
+    pub leaves: Vec<(String, serde_json::Value)>,
+}
+
+/// Flatten any evaluated graph (e.g. a standalone numpy pickle) like a checkpoint body.
+pub fn flatten_graph(g: &Graph, limits: &Limits) -> Result<Flattened, Error> {
     let f = flatten(g, limits).map_err(|(limit, max)| Error::LimitExceeded {
         file: PathBuf::new(),
         limit,
         max,
     })?;
-    Ok((f.tensors, f.arrays, f.leaves))
+    Ok(Flattened {
+        tensors: f.tensors,
+        arrays: f.arrays,
+        leaves: f.leaves,
+    })
 }

@@ -413,10 +413,15 @@ impl<R: ReadAt> ZipArchive<R> {
                 header_offset: hoff,
                 data_offset,
             };
-            if by_name.contains_key(&name) {
-                anomalies.push(Anomaly::DuplicateName { name });
-            } else {
-                by_name.insert(name, entries.len());
+            match by_name.entry(name) {
+                std::collections::hash_map::Entry::Occupied(o) => {
+                    anomalies.push(Anomaly::DuplicateName {
+                        name: o.key().clone(),
+                    });
+                }
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(entries.len());
+                }
             }
             entries.push(entry);
         }

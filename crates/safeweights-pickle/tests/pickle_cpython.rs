@@ -1,6 +1,7 @@
 //! Pickles produced by the real CPython `pickle` module (protocols 0-5),
 //! cross-checked with `pickletools`, plus hostile pickles.
 //! Tests needing python3 print a note and pass when it is missing.
+#![allow(clippy::print_stderr)]
 
 use safeweights_pickle::eval::{evaluate, Limits};
 use safeweights_pickle::opcodes::{Arg, Opcode, Ops};
@@ -305,7 +306,7 @@ fn deep_nesting_does_not_recurse() {
     b.push(b'.');
     let g = evaluate(&b, &Limits::default()).unwrap();
     assert!(flatten_graph(&g, &Limits::default()).is_err());
-    assert!(to_json(&g, &g.root, &Limits::default()).is_err());
+    assert!(to_json(&g, &g.root, &Limits::default()).is_none());
     drop(g); // arena drop is flat
              // nested tuples as dict keys: hashing is depth-capped
     let mut b = b"}".to_vec();
@@ -369,7 +370,8 @@ fn numpy_pickles() {
         );
         let bytes = std::fs::read(path).unwrap();
         let g = evaluate(&bytes, &Limits::default()).unwrap_or_else(|e| panic!("p{p}: {e}"));
-        let (tensors, arrays, leaves) = flatten_graph(&g, &Limits::default()).unwrap();
+        let f = flatten_graph(&g, &Limits::default()).unwrap();
+        let (tensors, arrays, leaves) = (f.tensors, f.arrays, f.leaves);
         assert!(tensors.is_empty());
         assert_eq!(arrays.len(), 5);
         for a in &arrays {
