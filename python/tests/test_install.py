@@ -1,0 +1,74 @@
+"""install_as_safetensors() and transformers: unmodified library, safeweights underneath."""
+
+import subprocess
+import sys
+import textwrap
+
+
+def test_transformers_uses_safeweights(tmp_path):
+    # In a fresh interpreter so that the swap of sys.modules does not leak
+    # into the other tests (which compare against the real reference).
+    script = textwrap.dedent(
+        f"""
+        import sys
+        import safeweights
+        safeweights.install_as_safetensors()
+
+        import safeweights._open as so
+        calls = {{"open": 0}}
+        original = so._File
+        def counting(*a, **k):
+            calls["open"] += 1
+            return original(*a, **k)
+        so._File = counting
+
+        import torch
+        import transformers  # must be importable: CI installs it
+        import safetensors, safetensors.torch
+        assert sys.modules["safetensors"] is safeweights, sys.modules["safetensors"]
+        assert safetensors.torch.__name__ == "safeweights.torch"
+        from transformers import GPT2Config, GPT2LMHeadModel
+        import transformers.modeling_utils as mu
+        assert mu.safe_save_file.__module__ == "safeweights.torch", mu.safe_save_file.__module__
+
+        torch.manual_seed(0)
+        config = GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=100, n_positions=64)
+        model = GPT2LMHeadModel(config).eval()
+        out = {str(tmp_path)!r}
+        model.save_pretrained(out, safe_serialization=True)
+        with safetensors.safe_open(out + "/model.safetensors", "pt") as f:
+            keys = f.keys()
+        assert calls["open"] >= 1
+        before = calls["open"]
+        loaded = GPT2LMHeadModel.from_pretrained(out).eval()
+        assert calls["open"] > before, "from_pretrained did not go through safeweights"
+        sd1, sd2 = model.state_dict(), loaded.state_dict()
+        assert sd1.keys() == sd2.keys()
+        for k in sd1:
+            assert torch.equal(sd1[k], sd2[k]), k
+        ids = torch.arange(10).unsqueeze(0)
+        assert torch.equal(model(ids).logits, loaded(ids).logits)
+        print("OK", len(keys))
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "OK" in result.stdout
+
+
+def test_install_registers_modules():
+    script = textwrap.dedent(
+        """
+        import sys, safeweights
+        safeweights.install_as_safetensors()
+        import safetensors
+        from safetensors import safe_open, SafetensorError
+        from safetensors.numpy import save
+        import safetensors.torch as st
+        assert safetensors is safeweights and st is sys.modules["safeweights.torch"]
+        assert safe_open is safeweights.safe_open and save.__module__ == "safeweights.numpy"
+        print("OK")
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
