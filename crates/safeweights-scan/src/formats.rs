@@ -1,0 +1,390 @@
+//! Identification by content, and the small per-format checks (npy header,
+//! Keras config text, ONNX protobuf walk).
+
+use crate::report::Format;
+
+/// HDF5 signature (at 0, 512, 1024, 2048... when a user block precedes it).
+pub(crate) const HDF5_SIG: &[u8] = b"\x89HDF\r\n\x1a\n";
+
+/// Identifies the outer format of `data` from its bytes. Zip sub-kinds
+/// (torch, npz, keras) are refined by the scanner after reading the
+/// directory; pickle sub-kinds after walking it.
+pub(crate) fn sniff(data: &[u8]) -> Format {
+    if data.starts_with(b"PK\x03\x04") || data.starts_with(b"PK\x05\x06") {
+        return Format::Zip;
+    }
+    if data.starts_with(b"7z\xbc\xaf\x27\x1c") {
+        return Format::SevenZip;
+    }
+    if data.starts_with(b"\xfd7zXZ\x00")
+        || data.starts_with(b"BZh")
+        || data.starts_with(b"\x28\xb5\x2f\xfd")
+    {
+        return Format::Compressed;
+    }
+    if data.starts_with(b"\x1f\x8b") {
+        return Format::Gzip;
+    }
+    if data.starts_with(b"\x93NUMPY") {
+        return Format::Npy;
+    }
+    if data.starts_with(HDF5_SIG) || hdf5_at_userblock(data) {
+        return Format::Hdf5;
+    }
+    if data.starts_with(b"GGUF") {
+        return Format::Gguf;
+    }
+    if looks_like_safetensors(data) {
+        return Format::Safetensors;
+    }
+    if crate::tar::is_tar(data) {
+        return Format::Tar;
+    }
+    if crate::pickle::looks_like_pickle(data) {
+        return Format::Pickle;
+    }
+    if looks_like_onnx(data) {
+        return Format::Onnx;
+    }
+    Format::Unknown
+}
+
+fn hdf5_at_userblock(data: &[u8]) -> bool {
+    let mut off = 512usize;
+    while off < data.len().min(1 << 20) {
+        if data[off..].starts_with(HDF5_SIG) {
+            return true;
+        }
+        off *= 2;
+    }
+    false
+}
+
+/// 8-byte little-endian header length, then a JSON object.
+pub(crate) fn looks_like_safetensors(data: &[u8]) -> bool {
+    let Some(p) = data.get(..8) else {
+        return false;
+    };
+    let mut a = [0u8; 8];
+    a.copy_from_slice(p);
+    let n = u64::from_le_bytes(a);
+    (2..=safeweights::MAX_HEADER_LEN).contains(&n)
+        && n.saturating_add(8) <= data.len() as u64
+        && data.get(8) == Some(&b'{')
+}
+
+/// Parsed `.npy` header.
+pub(crate) struct Npy {
+    pub data_offset: usize,
+    pub object: bool,
+    pub header: String,
+}
+
+/// Parses an npy header; `None` if it is broken.
+pub(crate) fn parse_npy(data: &[u8]) -> Option<Npy> {
+    let major = *data.get(6)?;
+    let (len, start): (usize, usize) = match major {
+        1 => (
+            usize::from(u16::from_le_bytes([*data.get(8)?, *data.get(9)?])),
+            10,
+        ),
+        2 | 3 => {
+            let b = data.get(8..12)?;
+            (
+                usize::try_from(u32::from_le_bytes([b[0], b[1], b[2], b[3]])).ok()?,
+                12,
+            )
+        }
+        _ => return None,
+    };
+    let header = data.get(start..start.checked_add(len)?)?;
+    let header = String::from_utf8_lossy(header).into_owned();
+    let descr = header
+        .find("'descr'")
+        .or_else(|| header.find("\"descr\""))
+        .map(|i| &header[i + 7..])?;
+    // Stop at the next top-level key.
+    let descr = descr
+        .find("'fortran_order'")
+        .or_else(|| descr.find("'shape'"))
+        .map(|i| &descr[..i])
+        .unwrap_or(descr);
+    let object = ["'O'", "'|O'", "\"|O\"", "\"O\"", "'<O'", "'>O'"]
+        .iter()
+        .any(|p| descr.contains(p))
+        || descr.contains("O8'")
+        || descr.contains("O4'");
+    Some(Npy {
+        data_offset: start + len,
+        object,
+        header,
+    })
+}
+
+/// Finds Keras `Lambda` layers (and Keras 3 `__lambda__` functions) in the
+/// JSON text of a model config. Returns the byte offsets of matches.
+pub(crate) fn keras_lambdas(text: &[u8]) -> Vec<u64> {
+    let mut hits = Vec::new();
+    for pat in [&b"\"class_name\""[..], b"'class_name'"] {
+        for i in memchr::memmem::find_iter(text, pat) {
+            let mut j = i + pat.len();
+            while text.get(j).is_some_and(|c| c.is_ascii_whitespace()) {
+                j += 1;
+            }
+            if text.get(j) != Some(&b':') {
+                continue;
+            }
+            j += 1;
+            while text.get(j).is_some_and(|c| c.is_ascii_whitespace()) {
+                j += 1;
+            }
+            let rest = &text[j.min(text.len())..];
+            if rest.starts_with(b"\"Lambda\"")
+                || rest.starts_with(b"'Lambda'")
+                || rest.starts_with(b"\"__lambda__\"")
+            {
+                hits.push(i as u64);
+            }
+        }
+    }
+    hits.sort_unstable();
+    hits
+}
+
+// ---- ONNX (protobuf) ----
+
+struct Pb<'a> {
+    d: &'a [u8],
+    p: usize,
+}
+
+enum Field<'a> {
+    Varint(u64),
+    Bytes(&'a [u8], usize),
+    Fixed,
+}
+
+impl<'a> Pb<'a> {
+    fn varint(&mut self) -> Option<u64> {
+        let mut v = 0u64;
+        for i in 0..10 {
+            let b = *self.d.get(self.p)?;
+            self.p += 1;
+            v |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                return Some(v);
+            }
+        }
+        None
+    }
+    /// Next (field number, value); `None` at end, `Some(Err)` when broken.
+    fn next(&mut self) -> Option<Result<(u64, Field<'a>), ()>> {
+        if self.p >= self.d.len() {
+            return None;
+        }
+        let r = (|| {
+            let key = self.varint()?;
+            let (num, wire) = (key >> 3, key & 7);
+            if num == 0 {
+                return None;
+            }
+            let f = match wire {
+                0 => Field::Varint(self.varint()?),
+                1 => {
+                    self.p = self.p.checked_add(8).filter(|&e| e <= self.d.len())?;
+                    Field::Fixed
+                }
+                5 => {
+                    self.p = self.p.checked_add(4).filter(|&e| e <= self.d.len())?;
+                    Field::Fixed
+                }
+                2 => {
+                    let n = usize::try_from(self.varint()?).ok()?;
+                    let start = self.p;
+                    let end = start.checked_add(n).filter(|&e| e <= self.d.len())?;
+                    self.p = end;
+                    Field::Bytes(&self.d[start..end], start)
+                }
+                _ => return None,
+            };
+            Some((num, f))
+        })();
+        Some(r.ok_or(()))
+    }
+}
+
+/// ModelProto starts with ir_version (field 1, varint) in every writer we
+/// know; the top level must parse cleanly and hold a graph (field 7).
+pub(crate) fn looks_like_onnx(data: &[u8]) -> bool {
+    if data.first() != Some(&0x08) {
+        return false;
+    }
+    let mut pb = Pb { d: data, p: 0 };
+    let mut has_graph = false;
+    let mut has_ir = false;
+    let mut n = 0;
+    while let Some(f) = pb.next() {
+        let Ok((num, f)) = f else { return false };
+        n += 1;
+        match (num, f) {
+            (1, Field::Varint(v)) if (1..=64).contains(&v) => has_ir = true,
+            (7, Field::Bytes(..)) => has_graph = true,
+            (2..=6 | 8 | 14 | 20 | 25, _) => {}
+            _ => return false,
+        }
+        if n > 10_000 {
+            break;
+        }
+    }
+    has_ir && has_graph
+}
+
+/// An external-data `location` found in an ONNX model, with its offset.
+pub(crate) fn onnx_external_locations(data: &[u8]) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    let mut pb = Pb { d: data, p: 0 };
+    while let Some(Ok((num, f))) = pb.next() {
+        if let (7, Field::Bytes(b, at)) = (num, f) {
+            graph(b, at, &mut out, 0);
+        }
+    }
+    out
+}
+
+fn graph(d: &[u8], base: usize, out: &mut Vec<(String, u64)>, depth: usize) {
+    if depth > 32 {
+        return;
+    }
+    let mut pb = Pb { d, p: 0 };
+    while let Some(Ok((num, f))) = pb.next() {
+        let Field::Bytes(b, at) = f else { continue };
+        match num {
+            1 => node(b, base + at, out, depth), // NodeProto
+            5 => tensor(b, base + at, out),      // initializer
+            15 => sparse(b, base + at, out),     // sparse_initializer
+            _ => {}
+        }
+    }
+}
+
+fn node(d: &[u8], base: usize, out: &mut Vec<(String, u64)>, depth: usize) {
+    let mut pb = Pb { d, p: 0 };
+    while let Some(Ok((num, f))) = pb.next() {
+        if let (5, Field::Bytes(b, at)) = (num, f) {
+            // AttributeProto
+            let mut ab = Pb { d: b, p: 0 };
+            while let Some(Ok((an, af))) = ab.next() {
+                let Field::Bytes(x, xa) = af else { continue };
+                let off = base + at + xa;
+                match an {
+                    5 | 10 => tensor(x, off, out),
+                    6 | 11 => graph(x, off, out, depth + 1),
+                    22 | 23 => sparse(x, off, out),
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+fn sparse(d: &[u8], base: usize, out: &mut Vec<(String, u64)>) {
+    let mut pb = Pb { d, p: 0 };
+    while let Some(Ok((num, f))) = pb.next() {
+        if let (1 | 2, Field::Bytes(b, at)) = (num, f) {
+            tensor(b, base + at, out);
+        }
+    }
+}
+
+fn tensor(d: &[u8], base: usize, out: &mut Vec<(String, u64)>) {
+    let mut pb = Pb { d, p: 0 };
+    while let Some(Ok((num, f))) = pb.next() {
+        if let (13, Field::Bytes(b, at)) = (num, f) {
+            let mut kv = Pb { d: b, p: 0 };
+            let (mut k, mut v) = (None, None);
+            while let Some(Ok((n, f))) = kv.next() {
+                if let Field::Bytes(s, _) = f {
+                    match n {
+                        1 => k = Some(String::from_utf8_lossy(s).into_owned()),
+                        2 => v = Some(String::from_utf8_lossy(s).into_owned()),
+                        _ => {}
+                    }
+                }
+            }
+            if k.as_deref() == Some("location") {
+                if let Some(v) = v {
+                    out.push((v, (base + at) as u64));
+                }
+            }
+        }
+    }
+}
+
+/// Whether a relative path leaves its folder (absolute, drive, or `..` past the root).
+pub(crate) fn path_escapes(loc: &str) -> bool {
+    let l = loc.replace('\\', "/");
+    if l.starts_with('/') || l.as_bytes().get(1) == Some(&b':') || l.contains('\0') {
+        return true;
+    }
+    let mut depth: i64 = 0;
+    for c in l.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                depth -= 1;
+                if depth < 0 {
+                    return true;
+                }
+            }
+            _ => depth += 1,
+        }
+    }
+    false
+}
+
+/// Whether a link at `name` pointing to `target` leaves the archive root.
+pub(crate) fn path_escapes_from(name: &str, target: &str) -> bool {
+    let t = target.replace('\\', "/");
+    if t.starts_with('/') || t.as_bytes().get(1) == Some(&b':') {
+        return true;
+    }
+    let dir = match name.rsplit_once('/') {
+        Some((d, _)) => d.to_string(),
+        None => String::new(),
+    };
+    let joined = if dir.is_empty() {
+        t
+    } else {
+        format!("{dir}/{t}")
+    };
+    path_escapes(&joined)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes() {
+        assert!(path_escapes("../x"));
+        assert!(path_escapes("/etc/passwd"));
+        assert!(path_escapes("a/../../x"));
+        assert!(!path_escapes("weights.bin"));
+        assert!(!path_escapes("sub/../w.bin"));
+    }
+
+    #[test]
+    fn lambdas() {
+        let t = br#"{"class_name": "Sequential", "layers": [{"class_name" : "Lambda"}, {"class_name":"TFOpLambda"}]}"#;
+        assert_eq!(keras_lambdas(t).len(), 1);
+    }
+
+    #[test]
+    fn npy_object() {
+        let h = b"{'descr': '|O', 'fortran_order': False, 'shape': (2,), }";
+        let mut d = b"\x93NUMPY\x01\x00".to_vec();
+        d.extend_from_slice(&(h.len() as u16).to_le_bytes());
+        d.extend_from_slice(h);
+        assert!(parse_npy(&d).unwrap().object);
+    }
+}

@@ -1,0 +1,431 @@
+//! Judging pickle globals: allowlist, critical list, everything else unknown.
+
+/// The verdict on one `module.name` global.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// On the checkpoint allowlist.
+    Safe,
+    /// A known dangerous primitive; the string names the category and the
+    /// dotted name it resolved to.
+    Critical {
+        category: &'static str,
+        resolved: String,
+    },
+    /// Anything else.
+    Unknown,
+}
+
+/// Exactly what `torch.save` / `numpy.save` / plain containers emit.
+const SAFE_EXACT: &[&str] = &[
+    "collections.OrderedDict",
+    "collections.defaultdict",
+    "torch.Size",
+    "torch.device",
+    "torch._utils._rebuild_tensor",
+    "torch._utils._rebuild_tensor_v2",
+    "torch._utils._rebuild_tensor_v3",
+    "torch._utils._rebuild_parameter",
+    "torch._utils._rebuild_parameter_with_state",
+    "torch._utils._rebuild_qtensor",
+    "torch._utils._rebuild_sparse_tensor",
+    "torch._utils._rebuild_sparse_csr",
+    "torch._utils._rebuild_meta_tensor_no_storage",
+    "torch._utils._rebuild_device_tensor_from_numpy",
+    "torch._utils._rebuild_nested_tensor",
+    "torch._utils._rebuild_wrapper_subclass",
+    "torch._tensor._rebuild_from_type_v2",
+    "torch._tensor._rebuild_from_type",
+    "torch.nn.parameter.Parameter",
+    "torch.Tensor",
+    "torch.storage.UntypedStorage",
+    "torch.storage.TypedStorage",
+    "torch.storage._TypedStorage",
+    "torch.UntypedStorage",
+    "torch.serialization._get_layout",
+    "numpy.core.multiarray._reconstruct",
+    "numpy._core.multiarray._reconstruct",
+    "numpy.core.multiarray.scalar",
+    "numpy._core.multiarray.scalar",
+    "numpy.ndarray",
+    "numpy.dtype",
+    "numpy.core.numeric._frombuffer",
+    "numpy._core.numeric._frombuffer",
+    "_codecs.encode",
+    "copyreg._reconstructor",
+    "copy_reg._reconstructor",
+    "joblib.numpy_pickle.NumpyArrayWrapper",
+    "joblib.numpy_pickle_compat.NDArrayWrapper",
+];
+
+/// Plain data builtins (`builtins.` or Python 2 `__builtin__.`).
+const SAFE_BUILTINS: &[&str] = &[
+    "set",
+    "frozenset",
+    "bytearray",
+    "bytes",
+    "slice",
+    "complex",
+    "dict",
+    "list",
+    "tuple",
+    "int",
+    "float",
+    "str",
+    "bool",
+    "range",
+    "object",
+];
+
+/// `torch.<name>` attributes that are plain values: dtypes, storages,
+/// layouts, memory formats, qschemes.
+fn is_torch_value(name: &str) -> bool {
+    const DTYPES: &[&str] = &[
+        "float32",
+        "float",
+        "float64",
+        "double",
+        "float16",
+        "half",
+        "bfloat16",
+        "complex32",
+        "complex64",
+        "complex128",
+        "cfloat",
+        "cdouble",
+        "uint8",
+        "int8",
+        "int16",
+        "short",
+        "int32",
+        "int",
+        "int64",
+        "long",
+        "bool",
+        "uint16",
+        "uint32",
+        "uint64",
+        "quint8",
+        "qint8",
+        "qint32",
+        "quint4x2",
+        "quint2x4",
+        "float8_e4m3fn",
+        "float8_e5m2",
+        "float8_e4m3fnuz",
+        "float8_e5m2fnuz",
+        "float8_e8m0fnu",
+        "float4_e2m1fn_x2",
+        "strided",
+        "sparse_coo",
+        "sparse_csr",
+        "sparse_csc",
+        "sparse_bsr",
+        "sparse_bsc",
+        "_mkldnn",
+        "contiguous_format",
+        "channels_last",
+        "channels_last_3d",
+        "preserve_format",
+        "per_tensor_affine",
+        "per_channel_affine",
+        "per_tensor_symmetric",
+        "per_channel_symmetric",
+        "per_channel_affine_float_qparams",
+    ];
+    DTYPES.contains(&name)
+        || (name.ends_with("Storage")
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+}
+
+/// Modules every member of which is treated as critical.
+const CRITICAL_MODULES: &[(&str, &str)] = &[
+    ("os", "process/file"),
+    ("posix", "process/file"),
+    ("nt", "process/file"),
+    ("subprocess", "process"),
+    ("_posixsubprocess", "process"),
+    ("pty", "process"),
+    ("commands", "process"),
+    ("popen2", "process"),
+    ("multiprocessing", "process"),
+    ("signal", "process"),
+    ("_thread", "process"),
+    ("threading", "process"),
+    ("asyncio", "process/network"),
+    ("sys", "interpreter"),
+    ("runpy", "code execution"),
+    ("code", "code execution"),
+    ("codeop", "code execution"),
+    ("importlib", "code execution"),
+    ("imp", "code execution"),
+    ("zipimport", "code execution"),
+    ("pkgutil", "code execution"),
+    ("types", "code execution"),
+    ("marshal", "code execution"),
+    ("ctypes", "native code"),
+    ("_ctypes", "native code"),
+    ("cffi", "native code"),
+    ("pdb", "code execution"),
+    ("bdb", "code execution"),
+    ("timeit", "code execution"),
+    ("trace", "code execution"),
+    ("cProfile", "code execution"),
+    ("profile", "code execution"),
+    ("pickle", "nested unpickling"),
+    ("_pickle", "nested unpickling"),
+    ("cPickle", "nested unpickling"),
+    ("dill", "nested unpickling"),
+    ("cloudpickle", "nested unpickling"),
+    ("shelve", "nested unpickling"),
+    ("jsonpickle", "nested unpickling"),
+    ("socket", "network"),
+    ("_socket", "network"),
+    ("ssl", "network"),
+    ("http", "network"),
+    ("urllib", "network"),
+    ("urllib2", "network"),
+    ("httplib", "network"),
+    ("requests", "network"),
+    ("ftplib", "network"),
+    ("smtplib", "network"),
+    ("telnetlib", "network"),
+    ("xmlrpc", "network"),
+    ("webbrowser", "network/process"),
+    ("shutil", "file"),
+    ("tempfile", "file"),
+    ("pathlib", "file"),
+    ("glob", "file"),
+    ("io", "file"),
+    ("_io", "file"),
+    ("fileinput", "file"),
+    ("linecache", "file"),
+    ("pip", "code execution"),
+    ("setuptools", "code execution"),
+    ("distutils", "code execution"),
+    ("venv", "code execution"),
+];
+
+/// Exact `module.name` globals that are critical although their module is not.
+const CRITICAL_EXACT: &[(&str, &str)] = &[
+    ("operator.attrgetter", "attribute access"),
+    ("operator.methodcaller", "method call"),
+    ("_operator.attrgetter", "attribute access"),
+    ("_operator.methodcaller", "method call"),
+    ("functools.partial", "call wrapper"),
+    ("functools.reduce", "call wrapper"),
+    ("_functools.partial", "call wrapper"),
+    ("_functools.reduce", "call wrapper"),
+    ("torch.load", "nested unpickling"),
+    ("torch.serialization.load", "nested unpickling"),
+    ("torch.storage._load_from_bytes", "nested unpickling"),
+    ("torch.jit.load", "nested program load"),
+    ("torch.hub.load", "network/code execution"),
+    ("torch.hub.load_state_dict_from_url", "network"),
+    ("torch.hub.download_url_to_file", "network/file"),
+    ("torch._C._jit_compile", "code execution"),
+    ("torch.utils.cpp_extension.load", "native code"),
+    ("torch.utils.cpp_extension.load_inline", "native code"),
+    ("torch.ops.load_library", "native code"),
+    ("numpy.load", "nested unpickling (allow_pickle)"),
+    ("numpy.lib.npyio.load", "nested unpickling (allow_pickle)"),
+    ("numpy.fromfile", "file"),
+    ("numpy.save", "file"),
+    ("numpy.savetxt", "file"),
+    ("numpy.loadtxt", "file"),
+    ("numpy.testing._private.utils.runstring", "code execution"),
+    ("numpy.f2py.compile", "code execution"),
+    ("numpy.ctypeslib.load_library", "native code"),
+    ("joblib.load", "nested unpickling"),
+    ("pandas.read_pickle", "nested unpickling"),
+    ("yaml.load", "code execution"),
+    ("yaml.unsafe_load", "code execution"),
+];
+
+/// Builtins that execute code or touch files.
+const CRITICAL_BUILTINS: &[&str] = &[
+    "eval",
+    "exec",
+    "execfile",
+    "compile",
+    "__import__",
+    "getattr",
+    "setattr",
+    "delattr",
+    "open",
+    "file",
+    "input",
+    "raw_input",
+    "breakpoint",
+    "globals",
+    "locals",
+    "vars",
+    "apply",
+    "reload",
+    "help",
+    "memoryview",
+    "__build_class__",
+    "exit",
+    "quit",
+];
+
+fn module_matches(dotted: &str, module: &str) -> bool {
+    dotted == module
+        || (dotted.len() > module.len()
+            && dotted.starts_with(module)
+            && dotted.as_bytes()[module.len()] == b'.')
+}
+
+/// Judges one candidate dotted name (no per-component resolution).
+fn judge_dotted(dotted: &str) -> Option<&'static str> {
+    for (exact, cat) in CRITICAL_EXACT {
+        if dotted == *exact || module_matches(dotted, exact) {
+            return Some(cat);
+        }
+    }
+    for (m, cat) in CRITICAL_MODULES {
+        if module_matches(dotted, m) {
+            return Some(cat);
+        }
+    }
+    for b in ["builtins", "__builtin__", "__builtins__"] {
+        if let Some(rest) = dotted.strip_prefix(b).and_then(|r| r.strip_prefix('.')) {
+            let first = rest.split('.').next().unwrap_or(rest);
+            if CRITICAL_BUILTINS.contains(&first) {
+                return Some("code execution");
+            }
+        }
+    }
+    None
+}
+
+fn is_safe(module: &str, name: &str) -> bool {
+    let full = format!("{module}.{name}");
+    if SAFE_EXACT.contains(&full.as_str()) {
+        return true;
+    }
+    if (module == "builtins" || module == "__builtin__") && SAFE_BUILTINS.contains(&name) {
+        return true;
+    }
+    module == "torch" && is_torch_value(name)
+}
+
+/// Judges the global `module` / `name` as `find_class` would resolve it:
+/// the module is imported, then each dot-separated component of `name` is
+/// an attribute lookup, so `pathlib` + `os.system` is `os.system`.
+pub(crate) fn judge(module: &str, name: &str) -> Verdict {
+    if is_safe(module, name) {
+        return Verdict::Safe;
+    }
+    let full = format!("{module}.{name}");
+    if let Some(category) = judge_dotted(&full) {
+        return Verdict::Critical {
+            category,
+            resolved: full,
+        };
+    }
+    // Per-component resolution: an attribute component of `name` may be a
+    // module re-exported by the imported one (`pathlib.os`, `torch.serialization.os`).
+    let comps: Vec<&str> = name.split('.').collect();
+    for i in 0..comps.len() {
+        let suffix = comps[i..].join(".");
+        if let Some(category) = judge_dotted(&suffix) {
+            // A suffix that is only a bare builtin name is not a module path.
+            if comps.len() - i == 1 && !CRITICAL_MODULES.iter().any(|(m, _)| *m == suffix) {
+                continue;
+            }
+            return Verdict::Critical {
+                category,
+                resolved: suffix,
+            };
+        }
+    }
+    // Builtins reached through an attribute (`torch.__builtins__.eval` style).
+    if comps.len() > 1 {
+        if let Some(last) = comps.last() {
+            if comps[..comps.len() - 1]
+                .iter()
+                .any(|c| *c == "builtins" || *c == "__builtins__" || *c == "__builtin__")
+                && CRITICAL_BUILTINS.contains(last)
+            {
+                return Verdict::Critical {
+                    category: "code execution",
+                    resolved: format!("builtins.{last}"),
+                };
+            }
+        }
+    }
+    // Protocol 0/1 unpicklers map Python 2 module names; `__builtin__` -> builtins.
+    Verdict::Unknown
+}
+
+/// Whether `module.name` is one of the import functions whose string
+/// argument names a module (`__import__('os')`, `importlib.import_module('os')`).
+pub(crate) fn is_import_function(full: &str) -> bool {
+    matches!(
+        full,
+        "builtins.__import__"
+            | "__builtin__.__import__"
+            | "importlib.import_module"
+            | "importlib.__import__"
+    )
+}
+
+/// Whether `module.name` is `getattr`.
+pub(crate) fn is_getattr(full: &str) -> bool {
+    matches!(full, "builtins.getattr" | "__builtin__.getattr")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn crit(m: &str, n: &str) -> bool {
+        matches!(judge(m, n), Verdict::Critical { .. })
+    }
+
+    #[test]
+    fn verdicts() {
+        assert_eq!(judge("torch._utils", "_rebuild_tensor_v2"), Verdict::Safe);
+        assert_eq!(judge("torch", "FloatStorage"), Verdict::Safe);
+        assert_eq!(judge("torch", "bfloat16"), Verdict::Safe);
+        assert_eq!(judge("collections", "OrderedDict"), Verdict::Safe);
+        assert!(crit("os", "system"));
+        assert!(crit("posix", "system"));
+        assert!(crit("nt", "system"));
+        assert!(crit("subprocess", "Popen"));
+        assert!(crit("builtins", "eval"));
+        assert!(crit("__builtin__", "exec"));
+        assert!(crit("builtins", "getattr"));
+        assert!(crit("operator", "attrgetter"));
+        assert!(crit("functools", "partial"));
+        assert!(crit("torch", "load"));
+        assert!(crit("numpy", "load"));
+        assert!(crit("runpy", "run_path"));
+        assert!(crit("pty", "spawn"));
+        assert!(crit("socket", "create_connection"));
+        assert!(crit("webbrowser", "open"));
+        assert!(crit("importlib", "import_module"));
+        assert!(crit("pickle", "loads"));
+        assert!(crit("ctypes", "CDLL"));
+        assert!(crit("sys", "modules"));
+        assert!(crit("code", "InteractiveInterpreter"));
+        assert!(crit("shutil", "rmtree"));
+        // per-component resolution
+        match judge("pathlib", "os.system") {
+            Verdict::Critical { resolved, .. } => assert!(resolved.starts_with("pathlib")),
+            v => panic!("{v:?}"),
+        }
+        match judge("torch.serialization", "os.system") {
+            Verdict::Critical { resolved, .. } => assert_eq!(resolved, "os.system"),
+            v => panic!("{v:?}"),
+        }
+        assert!(crit("mymodule", "__builtins__.eval"));
+        assert_eq!(judge("builtins", "print"), Verdict::Unknown);
+        assert_eq!(
+            judge("sklearn.linear_model", "LogisticRegression"),
+            Verdict::Unknown
+        );
+        assert_eq!(judge("mypkg.code", "Thing"), Verdict::Unknown);
+        assert_eq!(judge("builtins", "set"), Verdict::Safe);
+    }
+}
