@@ -1,0 +1,163 @@
+//! Command-line definitions (clap derive).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::printer::Mode;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success: every file valid, checkpoints equal, every demo check passed
+  1  negative answer: a file is invalid (validate, or the input of inspect,
+     reshard or merge), the checkpoints differ (diff), a demo check failed
+  2  could not run: bad usage, a missing or unreadable file, an output that
+     cannot be written; for diff, also an input that is not valid safetensors
+A closed output pipe (e.g. `| head`) ends the command quietly.";
+
+/// Inspect, validate, compare, reshard and merge safetensors checkpoints.
+///
+/// PATH arguments take a `.safetensors` file, a folder of shards, or a
+/// `*.safetensors.index.json`.
+#[derive(Debug, Parser)]
+#[command(name = "safeweights", version, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// Print machine-readable JSON on stdout (schemas in docs/cli.md).
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Print nothing on stdout; the exit code tells the result.
+    #[arg(short, long, global = true, conflicts_with = "json")]
+    pub quiet: bool,
+
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+impl Cli {
+    /// The output mode the flags ask for.
+    pub fn mode(&self) -> Mode {
+        if self.json {
+            Mode::Json
+        } else if self.quiet {
+            Mode::Quiet
+        } else {
+            Mode::Human
+        }
+    }
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show metadata, every tensor, totals by dtype, parameter count and size.
+    #[command(after_help = EXIT_CODES)]
+    Inspect(InspectArgs),
+    /// Check files against every rule of the format (strict by default).
+    #[command(after_help = EXIT_CODES)]
+    Validate(ValidateArgs),
+    /// Compare two checkpoints tensor by tensor (exit 0 equal, 1 different).
+    #[command(after_help = EXIT_CODES)]
+    Diff(DiffArgs),
+    /// Rewrite a checkpoint as shards of at most a given size, with an index.
+    #[command(after_help = EXIT_CODES)]
+    Reshard(ReshardArgs),
+    /// Merge a sharded checkpoint into one file.
+    #[command(after_help = EXIT_CODES)]
+    Merge(MergeArgs),
+    /// Build a small sample model and walk through the toolkit step by step.
+    #[command(after_help = EXIT_CODES)]
+    Demo(DemoArgs),
+}
+
+/// Reading options shared by the commands that open checkpoints.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct ReadArgs {
+    /// Read exactly what the reference implementation reads: allow duplicate
+    /// keys, reserved or control-character names, and shard tensors missing
+    /// from the index.
+    #[arg(long)]
+    pub lenient: bool,
+}
+
+/// `safeweights inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// A .safetensors file, a folder of shards, or a *.safetensors.index.json.
+    pub path: PathBuf,
+    #[command(flatten)]
+    pub read: ReadArgs,
+}
+
+/// `safeweights validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Files, shard folders or index files to check.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub read: ReadArgs,
+}
+
+/// `safeweights diff`.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The first checkpoint.
+    pub a: PathBuf,
+    /// The second checkpoint.
+    pub b: PathBuf,
+    #[command(flatten)]
+    pub read: ReadArgs,
+}
+
+/// `safeweights reshard`.
+#[derive(Debug, Args)]
+pub struct ReshardArgs {
+    /// The checkpoint to reshard.
+    pub path: PathBuf,
+    /// Largest shard, in bytes or with a unit: 5GB (= 5e9), 500MB, 2GiB.
+    #[arg(long, default_value = "5GB", value_parser = parse_size)]
+    pub max_shard_size: u64,
+    /// Output folder (created if missing).
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Shard file name prefix: PREFIX-00001-of-00003.safetensors.
+    #[arg(long, default_value = "model")]
+    pub prefix: String,
+    /// Write even if the output folder already holds safetensors files.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub read: ReadArgs,
+}
+
+/// `safeweights merge`.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The sharded checkpoint (folder or index) to merge.
+    pub path: PathBuf,
+    /// The file to write.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Replace the output file if it exists.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub read: ReadArgs,
+}
+
+/// `safeweights demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Work in this folder and keep the files (default: a temporary folder,
+    /// removed at the end).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    safeweights::sharded::parse_size(text).ok_or_else(|| {
+        format!("{text:?} is not a size: use bytes or a number with a unit, e.g. 5GB, 500MB, 2GiB")
+    })
+}

@@ -1,0 +1,87 @@
+//! `safeweights merge PATH -o FILE`.
+
+use std::path::Path;
+
+use anyhow::bail;
+use safeweights::{sharded, Checkpoint, StreamingWriter, TensorSpec};
+use serde::Serialize;
+
+use super::open_checkpoint;
+use crate::cli::MergeArgs;
+use crate::printer::{human_bytes, Printer};
+use crate::progress::Bar;
+use crate::Status;
+
+/// The JSON document of `merge --json`.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// The source, as given.
+    pub source: String,
+    /// The file written, as given.
+    pub output: String,
+    /// Shards read.
+    pub shards: usize,
+    /// Tensors written.
+    pub tensors: usize,
+    /// Tensor bytes written.
+    pub total_size: u64,
+    /// Size of the file written.
+    pub file_bytes: u64,
+}
+
+/// Streams every tensor of `src` into one file at `out`, keeping the first
+/// shard's metadata. Returns the file size.
+pub fn merge(src: &Checkpoint, out: &Path, progress: &mut dyn FnMut(u64)) -> anyhow::Result<u64> {
+    let specs: Vec<TensorSpec> = src
+        .tensors()
+        .map(|(_, t)| TensorSpec::new(t.name.clone(), t.dtype, t.shape.clone()))
+        .collect();
+    let mut writer = StreamingWriter::create(out, specs, src.metadata())?;
+    let file_len = writer.layout().file_len();
+    for (file, info) in src.tensors() {
+        sharded::copy_tensor(file, info, &mut writer, progress)?;
+    }
+    writer.finish()?;
+    Ok(file_len)
+}
+
+/// `safeweights merge`.
+pub fn run(args: &MergeArgs, printer: &mut Printer) -> anyhow::Result<Status> {
+    let src = open_checkpoint(&args.path, args.read.lenient)?;
+    if args.output.is_dir() {
+        bail!(
+            "{}: is a folder; give the file to write, e.g. {}",
+            args.output.display(),
+            args.output.join("model.safetensors").display()
+        );
+    }
+    if args.output.exists() && !args.force {
+        bail!(
+            "{}: already exists; pass --force to replace it (it is replaced atomically)",
+            args.output.display()
+        );
+    }
+    let bar = Bar::new(printer.wants_progress(), src.total_size(), "merging");
+    let file_bytes = merge(&src, &args.output, &mut |n| bar.inc(n))?;
+    bar.finish();
+    let report = Report {
+        source: args.path.display().to_string(),
+        output: args.output.display().to_string(),
+        shards: src.files().len(),
+        tensors: src.len(),
+        total_size: src.total_size(),
+        file_bytes,
+    };
+    printer.line(format_args!(
+        "merged {} shard{} of {} ({} tensors, {}) into {} ({})",
+        report.shards,
+        if report.shards == 1 { "" } else { "s" },
+        report.source,
+        report.tensors,
+        human_bytes(report.total_size),
+        report.output,
+        human_bytes(report.file_bytes)
+    ))?;
+    printer.json(&report)?;
+    Ok(Status::Success)
+}

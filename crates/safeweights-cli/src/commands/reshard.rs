@@ -1,0 +1,155 @@
+//! `safeweights reshard PATH --max-shard-size 5GB -o DIR`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use safeweights::{sharded, Checkpoint, SafeTensorsFile};
+use serde::Serialize;
+
+use super::{file_label, open_checkpoint};
+use crate::cli::ReshardArgs;
+use crate::printer::{grouped, human_bytes, Align, Printer};
+use crate::progress::Bar;
+use crate::Status;
+
+/// The JSON document of `reshard --json`.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// The source, as given.
+    pub source: String,
+    /// The output folder, as given.
+    pub output: String,
+    /// The limit, in bytes.
+    pub max_shard_size: u64,
+    /// Each shard written, in order.
+    pub shards: Vec<ShardRow>,
+    /// The index file name, or null when everything fit in one file.
+    pub index: Option<String>,
+    /// Tensors written.
+    pub tensors: usize,
+    /// Tensor bytes written.
+    pub total_size: u64,
+}
+
+/// One shard written.
+#[derive(Debug, Serialize)]
+pub struct ShardRow {
+    /// File name.
+    pub file: String,
+    /// Tensors in it.
+    pub tensors: usize,
+    /// Tensor bytes in it.
+    pub bytes: u64,
+    /// File size.
+    pub file_bytes: u64,
+}
+
+/// Refuses to write into a folder that already holds a checkpoint.
+pub fn check_output_dir(dir: &Path, force: bool) -> anyhow::Result<()> {
+    if dir.is_file() {
+        bail!(
+            "{}: is a file; give a folder for the shards (it is created if missing)",
+            dir.display()
+        );
+    }
+    if force || !dir.is_dir() {
+        return Ok(());
+    }
+    let entries =
+        std::fs::read_dir(dir).with_context(|| format!("{}: cannot list", dir.display()))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".safetensors") || name.ends_with(".safetensors.index.json") {
+            bail!(
+                "{}: already holds {name}; choose an empty folder, or pass --force to write over it",
+                dir.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Reshards `src` into `out` and describes what was written.
+pub fn reshard(
+    src: &Checkpoint,
+    out: &Path,
+    prefix: &str,
+    max_shard_size: u64,
+    progress: &mut dyn FnMut(u64),
+) -> anyhow::Result<(Vec<PathBuf>, Vec<ShardRow>)> {
+    let written = sharded::write_sharded(
+        src,
+        out,
+        prefix,
+        Some(max_shard_size),
+        src.metadata(),
+        progress,
+    )?;
+    let mut rows = Vec::new();
+    for path in &written {
+        if path.extension().is_some_and(|e| e == "json") {
+            continue;
+        }
+        let file = SafeTensorsFile::open(path)?;
+        let h = file.header();
+        rows.push(ShardRow {
+            file: file_label(file.name()),
+            tensors: h.len(),
+            bytes: h.data_len(),
+            file_bytes: h.data_start() + h.data_len(),
+        });
+    }
+    Ok((written, rows))
+}
+
+/// `safeweights reshard`.
+pub fn run(args: &ReshardArgs, printer: &mut Printer) -> anyhow::Result<Status> {
+    let src = open_checkpoint(&args.path, args.read.lenient)?;
+    check_output_dir(&args.output, args.force)?;
+    let bar = Bar::new(printer.wants_progress(), src.total_size(), "resharding");
+    let (written, shards) = reshard(
+        &src,
+        &args.output,
+        &args.prefix,
+        args.max_shard_size,
+        &mut |n| bar.inc(n),
+    )?;
+    bar.finish();
+    let index = written
+        .iter()
+        .find(|p| p.extension().is_some_and(|e| e == "json"))
+        .map(|p| file_label(&p.display().to_string()));
+    let report = Report {
+        source: args.path.display().to_string(),
+        output: args.output.display().to_string(),
+        max_shard_size: args.max_shard_size,
+        tensors: shards.iter().map(|s| s.tensors).sum(),
+        total_size: shards.iter().map(|s| s.bytes).sum(),
+        shards,
+        index,
+    };
+    printer.line(format_args!(
+        "resharded {} ({} tensors, {}) into {} with shards of at most {}:",
+        report.source,
+        report.tensors,
+        human_bytes(report.total_size),
+        report.output,
+        human_bytes(report.max_shard_size)
+    ))?;
+    let rows: Vec<Vec<String>> = report
+        .shards
+        .iter()
+        .map(|s| vec![s.file.clone(), s.tensors.to_string(), grouped(s.file_bytes)])
+        .collect();
+    printer.table(
+        &["FILE", "TENSORS", "BYTES"],
+        &[Align::Left, Align::Right, Align::Right],
+        &rows,
+    )?;
+    match &report.index {
+        Some(index) => printer.line(format_args!("index: {index}"))?,
+        None => printer.line("everything fits in one file: no index written")?,
+    }
+    printer.json(&report)?;
+    Ok(Status::Success)
+}

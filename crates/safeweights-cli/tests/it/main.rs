@@ -1,0 +1,593 @@
+//! Runs the built `safeweights` binary on files written with
+//! `safeweights::write_file` in temporary folders.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use safeweights::{write_file, Dtype, Metadata, TensorRef};
+use serde_json::Value;
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs the binary in `dir`, with `dir`'s path redacted as `[TMP]` in the output.
+fn run(dir: &Path, args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_safeweights"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run safeweights");
+    let redact = |b: Vec<u8>| {
+        String::from_utf8(b)
+            .unwrap()
+            .replace(&dir.display().to_string(), "[TMP]")
+    };
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: redact(out.stdout),
+        stderr: redact(out.stderr),
+    }
+}
+
+fn json(run: &Run) -> Value {
+    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.stdout))
+}
+
+fn le<T: Copy, const N: usize>(values: &[T], to: fn(T) -> [u8; N]) -> Vec<u8> {
+    values.iter().flat_map(|&v| to(v)).collect()
+}
+
+/// A small file: F32, BF16, I64, F8_E4M3 tensors and {"format": "pt"}.
+fn write_sample(path: &Path, tweak: f32) {
+    let a = le(&[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0 + tweak], f32::to_le_bytes);
+    let b = le(&[0x3f80u16, 0xc000, 0x0000, 0x4040], u16::to_le_bytes);
+    let c = le(&[7i64, -8], i64::to_le_bytes);
+    let d = vec![0x38u8, 0x40, 0xb8, 0x7e];
+    let tensors = [
+        TensorRef {
+            name: "layer.weight",
+            dtype: Dtype::F32,
+            shape: &[2, 3],
+            data: &a,
+        },
+        TensorRef {
+            name: "layer.bias",
+            dtype: Dtype::BF16,
+            shape: &[4],
+            data: &b,
+        },
+        TensorRef {
+            name: "position_ids",
+            dtype: Dtype::I64,
+            shape: &[1, 2],
+            data: &c,
+        },
+        TensorRef {
+            name: "proj.weight",
+            dtype: Dtype::F8_E4M3,
+            shape: &[2, 2],
+            data: &d,
+        },
+    ];
+    let metadata: Metadata = [("format".to_owned(), "pt".to_owned())].into();
+    write_file(path, &tensors, Some(&metadata)).unwrap();
+}
+
+fn sample_dir() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.safetensors");
+    write_sample(&path, 0.0);
+    (dir, path)
+}
+
+fn append(path: &Path, bytes: &[u8]) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+    f.write_all(bytes).unwrap();
+}
+
+// ------------------------------------------------------------------ inspect
+
+#[test]
+fn inspect_human() {
+    let (dir, _) = sample_dir();
+    let r = run(dir.path(), &["inspect", "model.safetensors"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    insta::assert_snapshot!(r.stdout);
+}
+
+#[test]
+fn inspect_json() {
+    let (dir, _) = sample_dir();
+    let r = run(dir.path(), &["inspect", "--json", "model.safetensors"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    insta::assert_json_snapshot!(json(&r));
+}
+
+#[test]
+fn inspect_sharded() {
+    let (dir, _) = sample_dir();
+    let r = run(
+        dir.path(),
+        &[
+            "reshard",
+            "model.safetensors",
+            "--max-shard-size",
+            "40",
+            "-o",
+            "shards",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    insta::assert_snapshot!("reshard_human", r.stdout);
+    let r = run(dir.path(), &["inspect", "shards"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    insta::assert_snapshot!(r.stdout);
+    let r = run(
+        dir.path(),
+        &["inspect", "--json", "shards/model.safetensors.index.json"],
+    );
+    let v = json(&r);
+    assert_eq!(v["layout"], "sharded");
+    assert_eq!(v["files"].as_array().unwrap().len(), 2);
+    assert_eq!(v["index_metadata"]["total_size"], 52);
+    assert_eq!(v["tensors"][0]["file"], "model-00001-of-00002.safetensors");
+}
+
+#[test]
+fn inspect_invalid_and_missing() {
+    let (dir, path) = sample_dir();
+    append(&path, b"junk");
+    let r = run(dir.path(), &["inspect", "model.safetensors"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stdout.is_empty());
+    insta::assert_snapshot!("inspect_invalid_stderr", r.stderr);
+    let r = run(dir.path(), &["inspect", "nope.safetensors"]);
+    assert_eq!(r.code, 2);
+    insta::assert_snapshot!("inspect_missing_stderr", r.stderr);
+}
+
+#[test]
+fn inspect_lenient_reads_what_the_reference_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    // A duplicate key: the reference keeps the last, strict mode refuses.
+    let header = br#"{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}"#;
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header);
+    bytes.push(7);
+    std::fs::write(dir.path().join("dup.safetensors"), bytes).unwrap();
+    let r = run(dir.path(), &["inspect", "dup.safetensors"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("--lenient"), "{}", r.stderr);
+    let r = run(
+        dir.path(),
+        &["inspect", "--lenient", "--json", "dup.safetensors"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(json(&r)["total"]["tensors"], 1);
+}
+
+#[test]
+fn quiet_prints_nothing() {
+    let (dir, _) = sample_dir();
+    let r = run(dir.path(), &["inspect", "-q", "model.safetensors"]);
+    assert_eq!((r.code, r.stdout.as_str()), (0, ""));
+}
+
+// ----------------------------------------------------------------- validate
+
+fn validate_fixture() -> tempfile::TempDir {
+    let (dir, _) = sample_dir();
+    let bad = dir.path().join("trailing.safetensors");
+    write_sample(&bad, 0.0);
+    append(&bad, &[0; 8]);
+    // Overlapping offsets: b starts inside a.
+    let header = br#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#;
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header);
+    bytes.extend_from_slice(&[0; 8]);
+    std::fs::write(dir.path().join("overlap.safetensors"), bytes).unwrap();
+    dir
+}
+
+#[test]
+fn validate_valid() {
+    let (dir, _) = sample_dir();
+    let r = run(dir.path(), &["validate", "model.safetensors"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    insta::assert_snapshot!(r.stdout);
+}
+
+#[test]
+fn validate_invalid() {
+    let dir = validate_fixture();
+    let args = [
+        "validate",
+        "model.safetensors",
+        "trailing.safetensors",
+        "overlap.safetensors",
+    ];
+    let r = run(dir.path(), &args);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    insta::assert_snapshot!(r.stdout);
+    let r = run(dir.path(), &[&["--json"][..], &args].concat());
+    assert_eq!(r.code, 1);
+    insta::assert_json_snapshot!(json(&r));
+}
+
+#[test]
+fn validate_missing_file_is_exit_2() {
+    let dir = validate_fixture();
+    let args = [
+        "validate",
+        "--json",
+        "trailing.safetensors",
+        "missing.safetensors",
+    ];
+    let r = run(dir.path(), &args);
+    assert_eq!(r.code, 2);
+    let v = json(&r);
+    assert_eq!(v[0]["error"]["kind"], "trailing_bytes");
+    assert_eq!(v[1]["valid"], false);
+    assert_eq!(v[1]["error"]["kind"], "io");
+    assert_eq!(v[1]["error"]["io_kind"], "NotFound");
+    let r = run(dir.path(), &["validate", "missing.safetensors"]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stdout.starts_with("ERROR    missing.safetensors: "),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn validate_requires_a_path() {
+    let (dir, _) = sample_dir();
+    let r = run(dir.path(), &["validate"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("PATHS"), "{}", r.stderr);
+}
+
+// --------------------------------------------------------------------- diff
+
+#[test]
+fn diff_equal() {
+    let (dir, _) = sample_dir();
+    write_sample(&dir.path().join("copy.safetensors"), 0.0);
+    let r = run(
+        dir.path(),
+        &["diff", "model.safetensors", "copy.safetensors"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    insta::assert_snapshot!(r.stdout);
+}
+
+#[test]
+fn diff_different() {
+    let (dir, _) = sample_dir();
+    // Values of layer.weight change; b drops position_ids, changes proj's dtype, adds extra.
+    let a = le(&[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.5], f32::to_le_bytes);
+    let b = le(&[0x3f80u16, 0xc000, 0x0000, 0x4040], u16::to_le_bytes);
+    let d = vec![0x38u8, 0x40, 0xb8, 0x7e];
+    let e = vec![1u8];
+    let tensors = [
+        TensorRef {
+            name: "layer.weight",
+            dtype: Dtype::F32,
+            shape: &[2, 3],
+            data: &a,
+        },
+        TensorRef {
+            name: "layer.bias",
+            dtype: Dtype::BF16,
+            shape: &[4],
+            data: &b,
+        },
+        TensorRef {
+            name: "proj.weight",
+            dtype: Dtype::U8,
+            shape: &[2, 2],
+            data: &d,
+        },
+        TensorRef {
+            name: "extra",
+            dtype: Dtype::BOOL,
+            shape: &[1],
+            data: &e,
+        },
+    ];
+    write_file(dir.path().join("other.safetensors"), &tensors, None).unwrap();
+    let r = run(
+        dir.path(),
+        &["diff", "model.safetensors", "other.safetensors"],
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    insta::assert_snapshot!(r.stdout);
+    let r = run(
+        dir.path(),
+        &["diff", "--json", "model.safetensors", "other.safetensors"],
+    );
+    assert_eq!(r.code, 1);
+    let v = json(&r);
+    assert_eq!(v["changed"][0]["max_abs_diff"], 0.5);
+    insta::assert_json_snapshot!(v);
+}
+
+#[test]
+fn diff_nan_and_signed_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, values: &[f32]| {
+        let data = le(values, f32::to_le_bytes);
+        let t = [TensorRef {
+            name: "x",
+            dtype: Dtype::F32,
+            shape: &[values.len()],
+            data: &data,
+        }];
+        write_file(dir.path().join(name), &t, None).unwrap();
+    };
+    write("a.safetensors", &[0.0, f32::NAN, 1.0, 2.0]);
+    write("b.safetensors", &[-0.0, f32::NAN, 1.0, 2.0]);
+    write("c.safetensors", &[0.0, 1.0, 1.25, f32::INFINITY]);
+    let r = run(
+        dir.path(),
+        &["diff", "--json", "a.safetensors", "b.safetensors"],
+    );
+    assert_eq!(r.code, 1, "bitwise different");
+    let v = json(&r);
+    assert_eq!(v["changed"][0]["differing_values"], 0);
+    let r = run(
+        dir.path(),
+        &["diff", "--json", "a.safetensors", "c.safetensors"],
+    );
+    let v = json(&r);
+    assert_eq!(v["changed"][0]["differing_values"], 3);
+    assert_eq!(v["changed"][0]["max_abs_diff"], 0.25);
+    assert_eq!(v["changed"][0]["nonfinite_mismatches"], 2);
+}
+
+#[test]
+fn diff_errors_are_exit_2() {
+    let (dir, path) = sample_dir();
+    let r = run(
+        dir.path(),
+        &["diff", "model.safetensors", "missing.safetensors"],
+    );
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("missing.safetensors"), "{}", r.stderr);
+    write_sample(&dir.path().join("bad.safetensors"), 0.0);
+    append(&dir.path().join("bad.safetensors"), b"x");
+    let r = run(
+        dir.path(),
+        &["diff", "model.safetensors", "bad.safetensors"],
+    );
+    assert_eq!(r.code, 2, "an invalid input is an error, not a difference");
+    assert!(path.exists());
+}
+
+#[test]
+fn diff_streams_large_tensors_in_chunks() {
+    // 10 MB of F16: more than one 3 MiB chunk; one element differs near the end.
+    let dir = tempfile::tempdir().unwrap();
+    let n = 5_000_000usize;
+    let mut data = vec![0u8; 2 * n];
+    let write = |name: &str, data: &[u8]| {
+        let t = [TensorRef {
+            name: "big",
+            dtype: Dtype::F16,
+            shape: &[n],
+            data,
+        }];
+        write_file(dir.path().join(name), &t, None).unwrap();
+    };
+    write("a.safetensors", &data);
+    data[2 * (n - 3) + 1] = 0x3c; // 1.0
+    write("b.safetensors", &data);
+    let r = run(
+        dir.path(),
+        &["diff", "--json", "a.safetensors", "b.safetensors"],
+    );
+    assert_eq!(r.code, 1);
+    let v = json(&r);
+    assert_eq!(v["changed"][0]["differing_values"], 1);
+    assert_eq!(v["changed"][0]["max_abs_diff"], 1.0);
+}
+
+// ---------------------------------------------------------- reshard / merge
+
+#[test]
+fn reshard_merge_round_trip_is_bit_identical() {
+    let (dir, path) = sample_dir();
+    let r = run(
+        dir.path(),
+        &[
+            "reshard",
+            "--json",
+            "model.safetensors",
+            "--max-shard-size",
+            "20B",
+            "-o",
+            "shards",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v = json(&r);
+    assert_eq!(v["shards"].as_array().unwrap().len(), 3);
+    assert_eq!(v["index"], "model.safetensors.index.json");
+    insta::assert_json_snapshot!("reshard_json", v);
+    let index = std::fs::read_to_string(dir.path().join("shards/model.safetensors.index.json"));
+    insta::assert_snapshot!("reshard_index", index.unwrap());
+
+    let r = run(dir.path(), &["validate", "shards"]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    let r = run(
+        dir.path(),
+        &["merge", "--json", "shards", "-o", "merged.safetensors"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    insta::assert_json_snapshot!("merge_json", json(&r));
+    let merged = std::fs::read(dir.path().join("merged.safetensors")).unwrap();
+    assert_eq!(
+        merged,
+        std::fs::read(&path).unwrap(),
+        "byte-identical round trip"
+    );
+    let r = run(dir.path(), &["diff", "model.safetensors", "shards"]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+}
+
+#[test]
+fn reshard_and_merge_refuse_to_overwrite() {
+    let (dir, _) = sample_dir();
+    let r = run(dir.path(), &["reshard", "model.safetensors", "-o", "."]);
+    assert_eq!(r.code, 2);
+    insta::assert_snapshot!("reshard_refuses", r.stderr);
+    let r = run(
+        dir.path(),
+        &["merge", "model.safetensors", "-o", "model.safetensors"],
+    );
+    assert_eq!(r.code, 2);
+    insta::assert_snapshot!("merge_refuses", r.stderr);
+    let r = run(
+        dir.path(),
+        &["merge", "-q", "model.safetensors", "-o", "copy.safetensors"],
+    );
+    assert_eq!((r.code, r.stdout.as_str()), (0, ""), "{}", r.stderr);
+    let r = run(
+        dir.path(),
+        &[
+            "merge",
+            "--force",
+            "-q",
+            "model.safetensors",
+            "-o",
+            "copy.safetensors",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+#[test]
+fn bad_size_is_a_usage_error() {
+    let (dir, _) = sample_dir();
+    let r = run(
+        dir.path(),
+        &[
+            "reshard",
+            "model.safetensors",
+            "--max-shard-size",
+            "5 parsecs",
+            "-o",
+            "x",
+        ],
+    );
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("e.g. 5GB"), "{}", r.stderr);
+}
+
+#[test]
+fn single_shard_has_no_index() {
+    let (dir, _) = sample_dir();
+    let r = run(
+        dir.path(),
+        &["reshard", "--json", "model.safetensors", "-o", "one"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v = json(&r);
+    assert_eq!(v["index"], Value::Null);
+    assert_eq!(v["shards"][0]["file"], "model.safetensors");
+    assert_eq!(v["max_shard_size"], 5_000_000_000u64);
+}
+
+// --------------------------------------------------------------------- misc
+
+#[test]
+fn help_documents_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["--help"][..],
+        &["validate", "--help"],
+        &["diff", "--help"],
+    ] {
+        let r = run(dir.path(), args);
+        assert_eq!(r.code, 0);
+        assert!(r.stdout.contains("Exit codes:"), "{}", r.stdout);
+    }
+}
+
+#[test]
+fn closed_pipe_ends_quietly() {
+    // Enough output to fill any pipe buffer: thousands of tensors.
+    let dir = tempfile::tempdir().unwrap();
+    let names: Vec<String> = (0..4000).map(|i| format!("layers.{i}.weight")).collect();
+    let data = [0u8; 4];
+    let tensors: Vec<TensorRef> = names
+        .iter()
+        .map(|n| TensorRef {
+            name: n,
+            dtype: Dtype::F32,
+            shape: &[1],
+            data: &data,
+        })
+        .collect();
+    write_file(dir.path().join("many.safetensors"), &tensors, None).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_safeweights"))
+        .args(["inspect", "many.safetensors"])
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("path: "));
+    // The reader is dropped: the pipe is closed.
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}
+
+#[test]
+fn demo_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = run(dir.path(), &["demo", "--json", "--dir", "work"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let v = json(&r);
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["kept"], true);
+    let steps: Vec<&str> = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        ["write", "inspect", "validate", "reshard", "verify", "slice", "merge", "corrupt"]
+    );
+    assert!(v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["status"] == "passed"));
+    assert!(dir
+        .path()
+        .join("work/sharded/model.safetensors.index.json")
+        .exists());
+    // The human walk, in a temporary folder.
+    let r = run(dir.path(), &["demo"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("[8/8] Corrupt copies"), "{}", r.stdout);
+    assert!(r.stdout.contains("All 8 steps passed"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("the tensors overlap [overlap]"),
+        "{}",
+        r.stdout
+    );
+}
