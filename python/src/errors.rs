@@ -133,11 +133,9 @@ pub fn to_py(py: Python<'_>, err: Error, ctx: Context) -> PyErr {
                 SliceError::TooManyIndices { ndim, .. } => PyIndexError::new_err(format!(
                     "too many indices for tensor of dimension {ndim}"
                 )),
-                SliceError::IndexOutOfRange { index, dim, size } => {
-                    PyIndexError::new_err(format!(
-                        "index {index} is out of bounds for dimension {dim} with size {size}"
-                    ))
-                }
+                SliceError::IndexOutOfRange { index, dim, size } => PyIndexError::new_err(format!(
+                    "index {index} is out of bounds for dimension {dim} with size {size}"
+                )),
                 SliceError::ZeroStep { .. } => PyValueError::new_err("slice step cannot be zero"),
                 _ => SafetensorError::new_err(format!("{prefix}: {err}")),
             };

@@ -148,7 +148,11 @@ impl File {
     }
 
     /// A tensor's bytes as a new `bytearray`.
-    fn read_bytearray<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyByteArray>> {
+    fn read_bytearray<'py>(
+        &self,
+        py: Python<'py>,
+        name: &str,
+    ) -> PyResult<Bound<'py, PyByteArray>> {
         let info = self
             .inner
             .info(name)

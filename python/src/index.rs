@@ -20,7 +20,7 @@ fn opt_index(obj: Bound<'_, PyAny>) -> PyResult<Option<i64>> {
 }
 
 fn item(obj: &Bound<'_, PyAny>) -> PyResult<Item> {
-    if obj.is(&PyEllipsis::get(obj.py())) {
+    if obj.is(PyEllipsis::get(obj.py())) {
         return Ok(Item::Ellipsis);
     }
     if let Ok(slice) = obj.downcast::<PySlice>() {
@@ -60,9 +60,10 @@ pub fn parse(index: &Bound<'_, PyAny>, ndim: usize) -> PyResult<Vec<SliceIndex>>
     for it in items {
         match it {
             Item::Index(i) => out.push(i),
-            Item::Ellipsis => {
-                out.extend(std::iter::repeat_n(SliceIndex::FULL, ndim.saturating_sub(given)))
-            }
+            Item::Ellipsis => out.extend(std::iter::repeat_n(
+                SliceIndex::FULL,
+                ndim.saturating_sub(given),
+            )),
         }
     }
     Ok(out)

@@ -27,7 +27,10 @@ fn _safeweights(m: &Bound<'_, PyModule>) -> PyResult<()> {
         "TensorNotFoundError",
         py.get_type::<errors::TensorNotFoundError>(),
     )?;
-    m.add("SafetensorIOError", py.get_type::<errors::SafetensorIOError>())?;
+    m.add(
+        "SafetensorIOError",
+        py.get_type::<errors::SafetensorIOError>(),
+    )?;
     m.add_class::<spec::TensorSpec>()?;
     m.add_class::<file::File>()?;
     m.add_function(wrap_pyfunction!(serialize::serialize, m)?)?;

@@ -66,7 +66,9 @@ pub fn serialize<'py>(
     )
     .map_err(|reason| plain(format!("Error while serializing: {reason}")))?;
     for t in &refs {
-        let entry = layout.get(t.name).map(|e| e.data_offsets.1 - e.data_offsets.0);
+        let entry = layout
+            .get(t.name)
+            .map(|e| e.data_offsets.1 - e.data_offsets.0);
         if entry != Some(t.data.len()) {
             return Err(plain(format!(
                 "Error while serializing: invalid shape, data type, or offset for tensor {:?}: {} {:?} needs {} bytes but data_len is {}",
@@ -150,7 +152,10 @@ pub fn buffer<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Buffer<'py>> {
 /// `[(name, {"shape": [...], "dtype": "F32", "data": bytearray}), ...]`.
 #[pyfunction]
 #[pyo3(signature = (bytes))]
-pub fn deserialize<'py>(py: Python<'py>, bytes: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
+pub fn deserialize<'py>(
+    py: Python<'py>,
+    bytes: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyList>> {
     let buf = buffer(bytes)?;
     let data = buf.as_slice();
     let parsed = SafeTensors::deserialize(data).map_err(|e| to_py(py, e, Context::Deserialize))?;
@@ -162,7 +167,10 @@ pub fn deserialize<'py>(py: Python<'py>, bytes: &Bound<'py, PyAny>) -> PyResult<
         dict.set_item("shape", view.shape().to_vec())?;
         dict.set_item("dtype", view.dtype().name())?;
         dict.set_item("data", PyByteArray::new(py, view.data()))?;
-        out.append(PyTuple::new(py, [view.name().into_pyobject(py)?.into_any(), dict.into_any()])?)?;
+        out.append(PyTuple::new(
+            py,
+            [view.name().into_pyobject(py)?.into_any(), dict.into_any()],
+        )?)?;
     }
     Ok(out)
 }

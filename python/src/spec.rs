@@ -72,7 +72,11 @@ impl TensorSpec {
         if dtype == Dtype::F4 {
             match shape.last_mut() {
                 Some(last) => *last *= 2,
-                None => return Err(plain("a float4_e2m1fn_x2 tensor needs at least one dimension")),
+                None => {
+                    return Err(plain(
+                        "a float4_e2m1fn_x2 tensor needs at least one dimension",
+                    ))
+                }
             }
         }
         Ok(TensorSpec {
