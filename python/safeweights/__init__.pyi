@@ -1,0 +1,93 @@
+import os
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+__version__: str
+
+class SafetensorError(Exception):
+    """Custom Python Exception for Safetensor errors."""
+    file: Optional[str]
+    tensor: Optional[str]
+
+class SafetensorHeaderError(SafetensorError):
+    """The header breaks a rule of the format."""
+
+class TensorNotFoundError(SafetensorError):
+    """The file has no tensor of that name."""
+
+class SafetensorIOError(SafetensorError):
+    """Reading or writing the bytes failed."""
+
+class TensorSpec:
+    """A tensor to serialize: framework dtype name, shape, and raw memory."""
+    def __init__(self, *, dtype: str, shape: Sequence[int], data_ptr: int, data_len: int) -> None: ...
+    @property
+    def dtype(self) -> str:
+        """The format code (`"F32"`, `"BF16"`, ...)."""
+    @property
+    def shape(self) -> List[int]:
+        """The logical (header) shape; F4's last dimension is doubled."""
+    @property
+    def data_ptr(self) -> int:
+        """The buffer's address."""
+    @property
+    def data_len(self) -> int:
+        """The buffer's length in bytes."""
+
+def serialize(tensor_dict: Dict[str, TensorSpec], metadata: Optional[Dict[str, str]] = None) -> bytes:
+    """Serializes raw data to safetensors bytes."""
+
+def serialize_file(
+    tensor_dict: Dict[str, TensorSpec],
+    filename: Union[str, "os.PathLike[str]"],
+    metadata: Optional[Dict[str, str]] = None,
+) -> None:
+    """Serializes raw data into a file, atomically."""
+
+def deserialize(bytes: Union[bytes, bytearray]) -> List[Tuple[str, Dict[str, Any]]]:
+    """Parses safetensors bytes: `[(name, {"shape", "dtype", "data"}), ...]` in file order."""
+
+class PySafeSlice:
+    """A tensor not yet read."""
+    def get_shape(self) -> List[int]:
+        """The tensor's shape."""
+    def get_dtype(self) -> str:
+        """The tensor's format code."""
+    def __getitem__(self, index: Any) -> Any:
+        """Reads the selected part (ints, slices with steps, negative indices, `...`)."""
+    def __len__(self) -> int: ...
+
+class safe_open:
+    """Opens a safetensors file lazily and returns tensors as asked."""
+    def __init__(
+        self,
+        filename: Union[str, "os.PathLike[str]"],
+        framework: str,
+        device: Union[str, int] = "cpu",
+        *,
+        backend: str = "mmap",
+        strict: bool = True,
+    ) -> None: ...
+    def __enter__(self) -> "safe_open":
+        """Start the context manager."""
+    def __exit__(self, _exc_type: Any, _exc_value: Any, _traceback: Any) -> None:
+        """Close the file."""
+    def keys(self) -> List[str]:
+        """Tensor names, sorted."""
+    def offset_keys(self) -> List[str]:
+        """Tensor names in file order."""
+    def metadata(self) -> Optional[Dict[str, str]]:
+        """The `__metadata__` map, or None."""
+    def get_tensor(self, name: str) -> Any:
+        """A full tensor."""
+    def get_tensors(self) -> Dict[str, Any]:
+        """Every tensor, in file order."""
+    def get_slice(self, name: str) -> PySafeSlice:
+        """A lazy slice object."""
+
+def _safe_open_handle(
+    handle: Any, framework: str, device: Union[str, int] = "cpu", *, backend: str = "mmap", strict: bool = True
+) -> safe_open:
+    """Opens a safetensors file from an open Python file object."""
+
+def install_as_safetensors() -> Any:
+    """Registers safeweights as `safetensors`, `safetensors.torch`, ... in sys.modules."""
