@@ -123,7 +123,7 @@ pub struct ReshardArgs {
     #[arg(short, long)]
     pub output: PathBuf,
     /// Shard file name prefix: PREFIX-00001-of-00003.safetensors.
-    #[arg(long, default_value = "model")]
+    #[arg(long, default_value = "model", value_parser = parse_prefix)]
     pub prefix: String,
     /// Write even if the output folder already holds safetensors files.
     #[arg(long)]
@@ -160,4 +160,19 @@ fn parse_size(text: &str) -> Result<u64, String> {
     safeweights::sharded::parse_size(text).ok_or_else(|| {
         format!("{text:?} is not a size: use bytes or a number with a unit, e.g. 5GB, 500MB, 2GiB")
     })
+}
+
+fn parse_prefix(text: &str) -> Result<String, String> {
+    let ok = !text.is_empty()
+        && !text.contains(['/', '\\'])
+        && text != "."
+        && text != ".."
+        && !text.chars().any(char::is_control);
+    if ok {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "{text:?} is not a file name prefix: use a plain name such as `model`, without slashes"
+        ))
+    }
 }

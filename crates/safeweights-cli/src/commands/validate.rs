@@ -76,7 +76,7 @@ pub fn human_line(outcome: &Outcome) -> String {
                 outcome.tensors.unwrap_or(0)
             )
         }
-        Some(e) if outcome.is_io_error() => format!("ERROR    {}: {}", outcome.path, e.message),
+        Some(e) if outcome.is_io_error() => format!("ERROR    {}", e.message),
         Some(e) => format!("INVALID  {} [{}]", e.message, e.kind),
     }
 }

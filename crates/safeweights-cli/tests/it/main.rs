@@ -8,6 +8,27 @@ use std::process::{Command, Stdio};
 use safeweights::{write_file, Dtype, Metadata, TensorRef};
 use serde_json::Value;
 
+/// Snapshots live beside this file, wherever cargo thinks the workspace is
+/// (insta's workspace detection runs `cargo metadata`, which fails while the
+/// workspace is being edited).
+const SNAPSHOTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/snapshots");
+
+macro_rules! snapshot {
+    ($($arg:tt)*) => {{
+        let mut settings = insta::Settings::clone_current();
+        settings.set_snapshot_path(SNAPSHOTS);
+        settings.bind(|| insta::assert_snapshot!($($arg)*));
+    }};
+}
+
+macro_rules! json_snapshot {
+    ($($arg:tt)*) => {{
+        let mut settings = insta::Settings::clone_current();
+        settings.set_snapshot_path(SNAPSHOTS);
+        settings.bind(|| insta::assert_json_snapshot!($($arg)*));
+    }};
+}
+
 struct Run {
     code: i32,
     stdout: String,
@@ -97,7 +118,7 @@ fn inspect_human() {
     let (dir, _) = sample_dir();
     let r = run(dir.path(), &["inspect", "model.safetensors"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    insta::assert_snapshot!(r.stdout);
+    snapshot!(r.stdout);
 }
 
 #[test]
@@ -105,7 +126,7 @@ fn inspect_json() {
     let (dir, _) = sample_dir();
     let r = run(dir.path(), &["inspect", "--json", "model.safetensors"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    insta::assert_json_snapshot!(json(&r));
+    json_snapshot!(json(&r));
 }
 
 #[test]
@@ -123,10 +144,10 @@ fn inspect_sharded() {
         ],
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
-    insta::assert_snapshot!("reshard_human", r.stdout);
+    snapshot!("reshard_human", r.stdout);
     let r = run(dir.path(), &["inspect", "shards"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    insta::assert_snapshot!(r.stdout);
+    snapshot!(r.stdout);
     let r = run(
         dir.path(),
         &["inspect", "--json", "shards/model.safetensors.index.json"],
@@ -145,10 +166,10 @@ fn inspect_invalid_and_missing() {
     let r = run(dir.path(), &["inspect", "model.safetensors"]);
     assert_eq!(r.code, 1);
     assert!(r.stdout.is_empty());
-    insta::assert_snapshot!("inspect_invalid_stderr", r.stderr);
+    snapshot!("inspect_invalid_stderr", r.stderr);
     let r = run(dir.path(), &["inspect", "nope.safetensors"]);
     assert_eq!(r.code, 2);
-    insta::assert_snapshot!("inspect_missing_stderr", r.stderr);
+    snapshot!("inspect_missing_stderr", r.stderr);
 }
 
 #[test]
@@ -199,7 +220,7 @@ fn validate_valid() {
     let (dir, _) = sample_dir();
     let r = run(dir.path(), &["validate", "model.safetensors"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    insta::assert_snapshot!(r.stdout);
+    snapshot!(r.stdout);
 }
 
 #[test]
@@ -213,10 +234,10 @@ fn validate_invalid() {
     ];
     let r = run(dir.path(), &args);
     assert_eq!(r.code, 1, "{}", r.stderr);
-    insta::assert_snapshot!(r.stdout);
+    snapshot!(r.stdout);
     let r = run(dir.path(), &[&["--json"][..], &args].concat());
     assert_eq!(r.code, 1);
-    insta::assert_json_snapshot!(json(&r));
+    json_snapshot!(json(&r));
 }
 
 #[test]
@@ -263,7 +284,7 @@ fn diff_equal() {
         &["diff", "model.safetensors", "copy.safetensors"],
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
-    insta::assert_snapshot!(r.stdout);
+    snapshot!(r.stdout);
 }
 
 #[test]
@@ -306,7 +327,7 @@ fn diff_different() {
         &["diff", "model.safetensors", "other.safetensors"],
     );
     assert_eq!(r.code, 1, "{}", r.stderr);
-    insta::assert_snapshot!(r.stdout);
+    snapshot!(r.stdout);
     let r = run(
         dir.path(),
         &["diff", "--json", "model.safetensors", "other.safetensors"],
@@ -314,7 +335,7 @@ fn diff_different() {
     assert_eq!(r.code, 1);
     let v = json(&r);
     assert_eq!(v["changed"][0]["max_abs_diff"], 0.5);
-    insta::assert_json_snapshot!(v);
+    json_snapshot!(v);
 }
 
 #[test]
@@ -418,9 +439,9 @@ fn reshard_merge_round_trip_is_bit_identical() {
     let v = json(&r);
     assert_eq!(v["shards"].as_array().unwrap().len(), 3);
     assert_eq!(v["index"], "model.safetensors.index.json");
-    insta::assert_json_snapshot!("reshard_json", v);
+    json_snapshot!("reshard_json", v);
     let index = std::fs::read_to_string(dir.path().join("shards/model.safetensors.index.json"));
-    insta::assert_snapshot!("reshard_index", index.unwrap());
+    snapshot!("reshard_index", index.unwrap());
 
     let r = run(dir.path(), &["validate", "shards"]);
     assert_eq!(r.code, 0, "{}", r.stdout);
@@ -429,7 +450,7 @@ fn reshard_merge_round_trip_is_bit_identical() {
         &["merge", "--json", "shards", "-o", "merged.safetensors"],
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
-    insta::assert_json_snapshot!("merge_json", json(&r));
+    json_snapshot!("merge_json", json(&r));
     let merged = std::fs::read(dir.path().join("merged.safetensors")).unwrap();
     assert_eq!(
         merged,
@@ -445,13 +466,13 @@ fn reshard_and_merge_refuse_to_overwrite() {
     let (dir, _) = sample_dir();
     let r = run(dir.path(), &["reshard", "model.safetensors", "-o", "."]);
     assert_eq!(r.code, 2);
-    insta::assert_snapshot!("reshard_refuses", r.stderr);
+    snapshot!("reshard_refuses", r.stderr);
     let r = run(
         dir.path(),
         &["merge", "model.safetensors", "-o", "model.safetensors"],
     );
     assert_eq!(r.code, 2);
-    insta::assert_snapshot!("merge_refuses", r.stderr);
+    snapshot!("merge_refuses", r.stderr);
     let r = run(
         dir.path(),
         &["merge", "-q", "model.safetensors", "-o", "copy.safetensors"],
