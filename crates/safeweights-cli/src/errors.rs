@@ -40,13 +40,19 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
 /// Whether a library error means "the input breaks the format" (as opposed
 /// to "could not read or write").
 pub fn is_format_error(err: &Error) -> bool {
-    matches!(
-        err,
+    match err {
+        // A folder without checkpoint, or with several indexes: the user
+        // pointed at the wrong thing, nothing is invalid.
+        Error::Shard {
+            source: ShardError::Empty | ShardError::AmbiguousIndex(_),
+            ..
+        } => false,
         Error::Header { .. }
-            | Error::Shard { .. }
-            | Error::TensorNotFound { .. }
-            | Error::Slice { .. }
-    )
+        | Error::Shard { .. }
+        | Error::TensorNotFound { .. }
+        | Error::Slice { .. } => true,
+        _ => false,
+    }
 }
 
 /// The exit status of a command that failed with `err`: 1 when the input is
@@ -95,7 +101,8 @@ pub struct ErrorInfo {
     /// The specific rule or failure, e.g. `overlap`, `trailing_bytes`, `io`.
     pub kind: String,
     /// `format` (a header rule), `checkpoint` (index/shards disagree),
-    /// `io`, or `other`.
+    /// `io`, `usage` (a folder with no checkpoint or several indexes), or
+    /// `other`.
     pub category: &'static str,
     /// The full message, as printed by the human output.
     pub message: String,
@@ -124,7 +131,12 @@ pub fn describe(err: &anyhow::Error) -> ErrorInfo {
         Error::Shard { file, source } => {
             let (kind, mut details) = shard_details(source);
             details.insert("file".into(), json!(file));
-            (kind, "checkpoint", details)
+            let category = if is_format_error(lib) {
+                "checkpoint"
+            } else {
+                "usage"
+            };
+            (kind, category, details)
         }
         Error::Io { file, source } => (
             "io",

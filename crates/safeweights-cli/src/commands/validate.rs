@@ -32,7 +32,7 @@ impl Outcome {
     pub fn is_io_error(&self) -> bool {
         self.error
             .as_ref()
-            .is_some_and(|e| e.category == "io" || e.category == "other")
+            .is_some_and(|e| matches!(e.category, "io" | "usage" | "other"))
     }
 }
 

@@ -266,6 +266,46 @@ fn validate_missing_file_is_exit_2() {
 }
 
 #[test]
+fn folders_without_a_checkpoint_are_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("empty")).unwrap();
+    let r = run(dir.path(), &["validate", "--json", "empty"]);
+    assert_eq!(r.code, 2);
+    assert_eq!(json(&r)[0]["error"]["kind"], "empty");
+    assert_eq!(json(&r)[0]["error"]["category"], "usage");
+    let r = run(dir.path(), &["inspect", "empty"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("hint: "), "{}", r.stderr);
+}
+
+#[test]
+fn inconsistent_index_is_invalid() {
+    let (dir, _) = sample_dir();
+    let args = [
+        "reshard",
+        "-q",
+        "model.safetensors",
+        "--max-shard-size",
+        "40",
+        "-o",
+        "shards",
+    ];
+    assert_eq!(run(dir.path(), &args).code, 0);
+    let index = dir.path().join("shards/model.safetensors.index.json");
+    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&index).unwrap()).unwrap();
+    v["weight_map"]["ghost"] = "model-00001-of-00002.safetensors".into();
+    std::fs::write(&index, v.to_string()).unwrap();
+    let r = run(dir.path(), &["validate", "--json", "shards"]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    let e = &json(&r)[0]["error"];
+    assert_eq!(e["kind"], "missing_from_shard");
+    assert_eq!(e["category"], "checkpoint");
+    assert_eq!(e["tensor"], "ghost");
+    let r = run(dir.path(), &["validate", "shards"]);
+    snapshot!(r.stdout);
+}
+
+#[test]
 fn validate_requires_a_path() {
     let (dir, _) = sample_dir();
     let r = run(dir.path(), &["validate"]);
