@@ -629,6 +629,8 @@ pub(crate) fn looks_like_pickle(data: &[u8]) -> bool {
         return false;
     }
     let window = &data[..data.len().min(4096)];
+    // A full window may be a prefix of a longer stream (a member's head).
+    let full = window.len() >= 4096;
     let mut ops = Ops::new(window);
     let mut n = 0usize;
     loop {
@@ -642,9 +644,14 @@ pub(crate) fn looks_like_pickle(data: &[u8]) -> bool {
                     return false;
                 }
             }
-            Ok(None) => return n >= 8 && window.len() < data.len(),
-            Err(_) => {
-                return n >= 16 && ops.position() + 64 >= window.len() && window.len() < data.len()
+            Ok(None) => return n >= 8 && full,
+            Err(e) => {
+                return full
+                    && n >= 2
+                    && matches!(
+                        e.kind,
+                        safeweights_pickle::PickleErrorKind::UnexpectedEof { .. }
+                    )
             }
         }
     }
