@@ -4,10 +4,10 @@
 //! then the data buffer. Validation is one bounds-checked walk over the
 //! tensors sorted by offset, with checked arithmetic throughout.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use crate::error::HeaderError;
-use crate::json::{self, Json};
+use crate::json::{self, DtypeName, Entry, Field, Meta, MetaValue, Offsets, RawTensor, Top};
 use crate::{element_count, Dtype};
 
 /// The largest header the reference accepts, in bytes.
@@ -98,7 +98,8 @@ impl TensorInfo {
 #[derive(Debug, Clone)]
 pub struct Header {
     tensors: Vec<TensorInfo>,
-    by_name: HashMap<String, usize>,
+    /// Indices into `tensors`, sorted by name.
+    by_name: Vec<u32>,
     metadata: Option<Metadata>,
     header_len: u64,
     data_len: u64,
@@ -153,120 +154,66 @@ impl Header {
         let text = std::str::from_utf8(json_bytes).map_err(|e| HeaderError::InvalidUtf8 {
             offset: 8 + e.valid_up_to() as u64,
         })?;
-        let value = json::parse(text).map_err(|e| HeaderError::InvalidJson {
+        let top = json::parse(text).map_err(|e| HeaderError::InvalidJson {
             message: strip_position(&e.to_string()),
             line: e.line(),
             column: e.column(),
         })?;
-        let Json::Object(entries) = value else {
-            return Err(HeaderError::NotAnObject {
-                found: value.kind(),
-            });
+        let entries = match top {
+            Top::Object(entries) => entries,
+            Top::Other(found) => return Err(HeaderError::NotAnObject { found }),
         };
-        // The reference too refuses a repeated `__metadata__` (a struct field).
-        let entries = dedup(entries, "header", |key| {
-            options.strict || key == METADATA_KEY
-        })?;
 
         let mut metadata = None;
+        let mut seen_metadata = false;
         let mut tensors = Vec::with_capacity(entries.len());
-        for (name, value) in entries {
-            if name == METADATA_KEY {
-                metadata = parse_metadata(value, options)?;
-                continue;
+        for (name, entry) in entries {
+            match entry {
+                Entry::Metadata(meta) => {
+                    // The reference too refuses a repeated `__metadata__` (a struct field).
+                    if seen_metadata {
+                        return Err(HeaderError::DuplicateKey {
+                            key: name,
+                            scope: "header".to_owned(),
+                        });
+                    }
+                    seen_metadata = true;
+                    metadata = parse_metadata(meta, options)?;
+                }
+                Entry::Tensor(raw) => {
+                    if options.strict {
+                        check_name(&name)?;
+                    }
+                    tensors.push(parse_tensor(name, raw)?);
+                }
             }
-            if options.strict {
-                check_name(&name)?;
-            }
-            tensors.push(parse_tensor(name, value)?);
         }
-        let header_len = json_bytes.len() as u64;
-        let mut header = Header {
-            tensors,
-            by_name: HashMap::new(),
-            metadata,
-            header_len,
-            data_len,
+        let tensors = dedup_tensors(tensors, options)?;
+        // File order: by offsets (then name, for a stable order among empty
+        // tensors). Files are usually written in this order already.
+        let mut order: Vec<u32> = (0..tensors.len() as u32).collect();
+        let key = |i: u32| {
+            let t = &tensors[i as usize];
+            (t.data_offsets, t.name.as_str())
         };
-        header.validate_layout()?;
-        Ok(header)
-    }
-
-    fn validate_layout(&mut self) -> Result<(), HeaderError> {
-        // Sort by offsets (then name, for a stable order among empty tensors).
-        self.tensors
-            .sort_by(|a, b| (a.data_offsets, &a.name).cmp(&(b.data_offsets, &b.name)));
-        let mut expected: u64 = 0;
-        for t in &self.tensors {
-            let (start, end) = (t.data_offsets.0 as u64, t.data_offsets.1 as u64);
-            let shape: Vec<u64> = t.shape.iter().map(|&d| d as u64).collect();
-            if end < start {
-                return Err(HeaderError::InvertedOffsets {
-                    tensor: t.name.clone(),
-                    start,
-                    end,
-                });
-            }
-            if start > expected {
-                return Err(HeaderError::Gap {
-                    tensor: t.name.clone(),
-                    start,
-                    expected,
-                });
-            }
-            if start < expected {
-                return Err(HeaderError::Overlap {
-                    tensor: t.name.clone(),
-                    start,
-                    expected,
-                });
-            }
-            let overflow = || HeaderError::Overflow {
-                tensor: t.name.clone(),
-                dtype: t.dtype,
-                shape: shape.clone(),
-            };
-            let elements = element_count(&t.shape).ok_or_else(overflow)?;
-            let bits = elements.checked_mul(t.dtype.bits()).ok_or_else(overflow)?;
-            if bits % 8 != 0 {
-                return Err(HeaderError::NotByteAligned {
-                    tensor: t.name.clone(),
-                    dtype: t.dtype,
-                    elements: elements as u64,
-                });
-            }
-            let size = (bits / 8) as u64;
-            if end - start != size {
-                return Err(HeaderError::SizeMismatch {
-                    tensor: t.name.clone(),
-                    dtype: t.dtype,
-                    shape,
-                    expected: size,
-                    start,
-                    end,
-                });
-            }
-            expected = end;
+        if !order.windows(2).all(|w| key(w[0]) <= key(w[1])) {
+            order.sort_unstable_by(|&a, &b| key(a).cmp(&key(b)));
         }
-        if expected < self.data_len {
-            return Err(HeaderError::TrailingBytes {
-                expected,
-                actual: self.data_len,
-            });
-        }
-        if expected > self.data_len {
-            return Err(HeaderError::Truncated {
-                expected,
-                actual: self.data_len,
-            });
-        }
-        self.by_name = self
-            .tensors
+        let mut slots: Vec<Option<TensorInfo>> = tensors.into_iter().map(Some).collect();
+        let tensors: Vec<TensorInfo> = order
             .iter()
-            .enumerate()
-            .map(|(i, t)| (t.name.clone(), i))
+            .filter_map(|&i| slots.get_mut(i as usize).and_then(Option::take))
             .collect();
-        Ok(())
+        validate_layout(&tensors, data_len)?;
+        let mut by_name: Vec<u32> = (0..tensors.len() as u32).collect();
+        by_name.sort_unstable_by(|&a, &b| tensors[a as usize].name.cmp(&tensors[b as usize].name));
+        Ok(Header {
+            tensors,
+            by_name,
+            metadata,
+            header_len: json_bytes.len() as u64,
+            data_len,
+        })
     }
 
     /// Tensors in file order (by offset).
@@ -276,14 +223,19 @@ impl Header {
 
     /// Looks a tensor up by name.
     pub fn get(&self, name: &str) -> Option<&TensorInfo> {
-        self.by_name.get(name).and_then(|&i| self.tensors.get(i))
+        let i = self
+            .by_name
+            .binary_search_by(|&i| self.tensors[i as usize].name.as_str().cmp(name))
+            .ok()?;
+        self.tensors.get(*self.by_name.get(i)? as usize)
     }
 
     /// Tensor names sorted alphabetically (as the reference's `keys()`).
     pub fn sorted_names(&self) -> Vec<&str> {
-        let mut names: Vec<&str> = self.tensors.iter().map(|t| t.name.as_str()).collect();
-        names.sort_unstable();
-        names
+        self.by_name
+            .iter()
+            .map(|&i| self.tensors[i as usize].name.as_str())
+            .collect()
     }
 
     /// The `__metadata__` map, if the file has one.
@@ -317,40 +269,120 @@ impl Header {
     }
 }
 
+/// Repeated tensor names: refused when strict; otherwise the last one wins,
+/// as in the reference's map.
+fn dedup_tensors(
+    tensors: Vec<TensorInfo>,
+    options: &ParseOptions,
+) -> Result<Vec<TensorInfo>, HeaderError> {
+    let mut names = std::collections::HashSet::with_capacity(tensors.len());
+    if tensors.iter().all(|t| names.insert(t.name.as_str())) {
+        return Ok(tensors);
+    }
+    drop(names);
+    let mut order: Vec<usize> = (0..tensors.len()).collect();
+    // Stable: equal names stay in document order.
+    order.sort_by(|&a, &b| tensors[a].name.cmp(&tensors[b].name));
+    let mut keep = vec![true; tensors.len()];
+    let mut any = false;
+    for pair in order.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        if tensors[a].name == tensors[b].name {
+            if options.strict {
+                return Err(HeaderError::DuplicateKey {
+                    key: tensors[a].name.clone(),
+                    scope: "header".to_owned(),
+                });
+            }
+            keep[a] = false;
+            any = true;
+        }
+    }
+    if !any {
+        return Ok(tensors);
+    }
+    Ok(tensors
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(t, k)| k.then_some(t))
+        .collect())
+}
+
+/// One bounds-checked walk over the tensors in offset order.
+fn validate_layout(tensors: &[TensorInfo], data_len: u64) -> Result<(), HeaderError> {
+    let mut expected: u64 = 0;
+    for t in tensors {
+        let (start, end) = (t.data_offsets.0 as u64, t.data_offsets.1 as u64);
+        let shape = || t.shape.iter().map(|&d| d as u64).collect::<Vec<u64>>();
+        if end < start {
+            return Err(HeaderError::InvertedOffsets {
+                tensor: t.name.clone(),
+                start,
+                end,
+            });
+        }
+        if start > expected {
+            return Err(HeaderError::Gap {
+                tensor: t.name.clone(),
+                start,
+                expected,
+            });
+        }
+        if start < expected {
+            return Err(HeaderError::Overlap {
+                tensor: t.name.clone(),
+                start,
+                expected,
+            });
+        }
+        let overflow = || HeaderError::Overflow {
+            tensor: t.name.clone(),
+            dtype: t.dtype,
+            shape: shape(),
+        };
+        let elements = element_count(&t.shape).ok_or_else(overflow)?;
+        let bits = elements.checked_mul(t.dtype.bits()).ok_or_else(overflow)?;
+        if bits % 8 != 0 {
+            return Err(HeaderError::NotByteAligned {
+                tensor: t.name.clone(),
+                dtype: t.dtype,
+                elements: elements as u64,
+            });
+        }
+        let size = (bits / 8) as u64;
+        if end - start != size {
+            return Err(HeaderError::SizeMismatch {
+                tensor: t.name.clone(),
+                dtype: t.dtype,
+                shape: shape(),
+                expected: size,
+                start,
+                end,
+            });
+        }
+        expected = end;
+    }
+    if expected < data_len {
+        return Err(HeaderError::TrailingBytes {
+            expected,
+            actual: data_len,
+        });
+    }
+    if expected > data_len {
+        return Err(HeaderError::Truncated {
+            expected,
+            actual: data_len,
+        });
+    }
+    Ok(())
+}
+
 /// serde_json appends " at line L column C"; we report those as fields.
 fn strip_position(message: &str) -> String {
     match message.rfind(" at line ") {
         Some(i) => message[..i].to_owned(),
         None => message.to_owned(),
     }
-}
-
-/// Rejects duplicate keys when `reject(key)` says so; otherwise keeps the last
-/// of each, as serde's maps do in the reference.
-fn dedup(
-    entries: Vec<(String, Json)>,
-    scope: &str,
-    reject: impl Fn(&str) -> bool,
-) -> Result<Vec<(String, Json)>, HeaderError> {
-    let mut seen: HashMap<String, usize> = HashMap::with_capacity(entries.len());
-    let mut out: Vec<(String, Json)> = Vec::with_capacity(entries.len());
-    for (key, value) in entries {
-        if let Some(&i) = seen.get(&key) {
-            if reject(&key) {
-                return Err(HeaderError::DuplicateKey {
-                    key,
-                    scope: scope.to_owned(),
-                });
-            }
-            if let Some(slot) = out.get_mut(i) {
-                slot.1 = value;
-            }
-            continue;
-        }
-        seen.insert(key.clone(), out.len());
-        out.push((key, value));
-    }
-    Ok(out)
 }
 
 /// Checks a tensor name for the strict rules.
@@ -367,94 +399,95 @@ pub(crate) fn check_name(name: &str) -> Result<(), HeaderError> {
     Ok(())
 }
 
-fn parse_metadata(value: Json, options: &ParseOptions) -> Result<Option<Metadata>, HeaderError> {
-    let entries = match value {
-        Json::Object(entries) => entries,
-        Json::Null if !options.strict => return Ok(None),
-        other => {
+fn parse_metadata(meta: Meta, options: &ParseOptions) -> Result<Option<Metadata>, HeaderError> {
+    let entries = match meta {
+        Meta::Object(entries) => entries,
+        Meta::Null if !options.strict => return Ok(None),
+        Meta::Null => {
             return Err(HeaderError::InvalidMetadata {
-                reason: format!("found a JSON {}", other.kind()),
+                reason: "found a JSON null (the reference accepts it; use lenient mode)".into(),
+            })
+        }
+        Meta::Other(kind) => {
+            return Err(HeaderError::InvalidMetadata {
+                reason: format!("found a JSON {kind}"),
             })
         }
     };
-    let entries = dedup(entries, METADATA_KEY, |_| options.strict)?;
     let mut map = Metadata::new();
     for (key, value) in entries {
-        let Json::String(s) = value else {
-            return Err(HeaderError::InvalidMetadata {
-                reason: format!("the value of {key:?} is a JSON {}", value.kind()),
-            });
+        let s = match value {
+            MetaValue::String(s) => s,
+            MetaValue::Other(kind) => {
+                return Err(HeaderError::InvalidMetadata {
+                    reason: format!("the value of {key:?} is a JSON {kind}"),
+                })
+            }
         };
+        if map.contains_key(&key) && options.strict {
+            return Err(HeaderError::DuplicateKey {
+                key,
+                scope: METADATA_KEY.to_owned(),
+            });
+        }
+        // Lenient: the last value wins, as in the reference's map.
         map.insert(key, s);
     }
     Ok(Some(map))
 }
 
-fn parse_tensor(name: String, value: Json) -> Result<TensorInfo, HeaderError> {
-    let Json::Object(fields) = value else {
-        return Err(HeaderError::TensorNotAnObject {
-            found: value.kind(),
-            tensor: name,
-        });
+fn parse_tensor(name: String, raw: RawTensor) -> Result<TensorInfo, HeaderError> {
+    let fields = match raw {
+        RawTensor::Object(fields) => fields,
+        RawTensor::Other(found) => {
+            return Err(HeaderError::TensorNotAnObject {
+                tensor: name,
+                found,
+            })
+        }
     };
     // The reference refuses repeated fields of a tensor (struct fields), strict or not.
-    let fields = dedup(fields, &format!("tensor {name:?}"), |_| true)?;
-    let mut dtype = None;
-    let mut shape = None;
-    let mut offsets = None;
+    if let Some(key) = fields.duplicate {
+        return Err(HeaderError::DuplicateKey {
+            key,
+            scope: format!("tensor {name:?}"),
+        });
+    }
     let malformed = |field, expected| HeaderError::MalformedField {
         tensor: name.clone(),
         field,
         expected,
     };
-    for (key, value) in fields {
-        match key.as_str() {
-            "dtype" => {
-                let Json::String(s) = value else {
-                    return Err(malformed("dtype", "a dtype name string"));
-                };
-                dtype = Some(
-                    Dtype::from_name(&s).ok_or_else(|| HeaderError::UnknownDtype {
-                        tensor: name.clone(),
-                        dtype: s,
-                    })?,
-                );
-            }
-            "shape" => {
-                let Json::Array(items) = value else {
-                    return Err(malformed("shape", "an array of non-negative integers"));
-                };
-                let dims = items
-                    .iter()
-                    .map(as_usize)
-                    .collect::<Option<Vec<usize>>>()
-                    .ok_or_else(|| malformed("shape", "an array of non-negative integers"))?;
-                shape = Some(dims);
-            }
-            "data_offsets" => {
-                let expected = "an array of two non-negative integers [start, end]";
-                let Json::Array(items) = value else {
-                    return Err(malformed("data_offsets", expected));
-                };
-                let [a, b] = items.as_slice() else {
-                    return Err(malformed("data_offsets", expected));
-                };
-                let (Some(a), Some(b)) = (as_usize(a), as_usize(b)) else {
-                    return Err(malformed("data_offsets", expected));
-                };
-                offsets = Some((a, b));
-            }
-            // The reference ignores unknown fields; so do we.
-            _ => {}
-        }
-    }
     let missing = |field| HeaderError::MissingField {
         tensor: name.clone(),
         field,
     };
-    let dtype = dtype.ok_or_else(|| missing("dtype"))?;
-    let shape = shape.ok_or_else(|| missing("shape"))?;
-    let data_offsets = offsets.ok_or_else(|| missing("data_offsets"))?;
+    let dtype = match fields.dtype {
+        None => return Err(missing("dtype")),
+        Some(Field::Wrong) => return Err(malformed("dtype", "a dtype name string")),
+        Some(Field::Ok(DtypeName::Known(d))) => d,
+        Some(Field::Ok(DtypeName::Unknown(dtype))) => {
+            return Err(HeaderError::UnknownDtype {
+                tensor: name,
+                dtype,
+            })
+        }
+    };
+    let shape = match fields.shape {
+        None => return Err(missing("shape")),
+        Some(Field::Wrong) => return Err(malformed("shape", "an array of non-negative integers")),
+        Some(Field::Ok(shape)) => shape,
+    };
+    let data_offsets = match fields.data_offsets {
+        None => return Err(missing("data_offsets")),
+        Some(Field::Ok(Offsets::Pair(a, b))) => (a, b),
+        Some(_) => {
+            return Err(malformed(
+                "data_offsets",
+                "an array of two non-negative integers [start, end]",
+            ))
+        }
+    };
     Ok(TensorInfo {
         name,
         dtype,
@@ -463,12 +496,6 @@ fn parse_tensor(name: String, value: Json) -> Result<TensorInfo, HeaderError> {
     })
 }
 
-fn as_usize(value: &Json) -> Option<usize> {
-    match value {
-        Json::UInt(v) => usize::try_from(*v).ok(),
-        _ => None,
-    }
-}
 
 #[cfg(test)]
 mod tests {
