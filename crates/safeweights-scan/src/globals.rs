@@ -313,15 +313,28 @@ fn is_safe(module: &str, name: &str) -> bool {
 /// the module is imported, then each dot-separated component of `name` is
 /// an attribute lookup, so `pathlib` + `os.system` is `os.system`.
 pub(crate) fn judge(module: &str, name: &str) -> Verdict {
+    if name == "*" {
+        // A whole module (from `__import__("mod")`).
+        return match judge_dotted(module) {
+            Some(category) => Verdict::Critical {
+                category,
+                resolved: module.to_string(),
+            },
+            None => Verdict::Unknown,
+        };
+    }
     if is_safe(module, name) {
         return Verdict::Safe;
     }
     let full = format!("{module}.{name}");
     if let Some(category) = judge_dotted(&full) {
-        return Verdict::Critical {
-            category,
-            resolved: full,
-        };
+        // Show the most specific resolution (`pathlib.os.system` is `os.system`).
+        let comps: Vec<&str> = name.split('.').collect();
+        let resolved = (0..comps.len().saturating_sub(1))
+            .map(|i| comps[i..].join("."))
+            .find(|s| judge_dotted(s).is_some())
+            .unwrap_or(full);
+        return Verdict::Critical { category, resolved };
     }
     // Per-component resolution: an attribute component of `name` may be a
     // module re-exported by the imported one (`pathlib.os`, `torch.serialization.os`).
@@ -412,7 +425,7 @@ mod tests {
         assert!(crit("shutil", "rmtree"));
         // per-component resolution
         match judge("pathlib", "os.system") {
-            Verdict::Critical { resolved, .. } => assert!(resolved.starts_with("pathlib")),
+            Verdict::Critical { resolved, .. } => assert_eq!(resolved, "os.system"),
             v => panic!("{v:?}"),
         }
         match judge("torch.serialization", "os.system") {

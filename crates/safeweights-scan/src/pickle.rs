@@ -177,7 +177,11 @@ impl<'c> Machine<'c> {
 
     /// Records an import of `module.name` (dotted form for display).
     fn import(&mut self, module: &str, name: &str, offset: u64, via: &'static str) -> V {
-        let full = format!("{module}.{name}");
+        let full = if name == "*" {
+            module.to_string()
+        } else {
+            format!("{module}.{name}")
+        };
         if module == "joblib.numpy_pickle" {
             self.joblib = true;
         }
@@ -695,7 +699,7 @@ pub(crate) fn scan(data: &[u8], walk: Walk, ctx: &Context) -> PickleScan {
                 }
             }
             Err(e) => {
-                m.bad(e.offset, e.to_string());
+                m.bad(e.offset, e.kind.to_string());
                 res.broken = true;
                 break;
             }
