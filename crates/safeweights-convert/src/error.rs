@@ -1,0 +1,98 @@
+//! Errors. Every variant names the file (and the tensor where there is one).
+
+use std::path::PathBuf;
+
+/// Why a conversion failed. When this is returned, nothing was left at the
+/// destination: partial outputs are removed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConvertError {
+    /// Reading a pickle checkpoint failed or was refused (forbidden global,
+    /// TorchScript, out-of-bounds view, limits, malformed zip ...).
+    #[error(transparent)]
+    Pickle(#[from] safeweights_pickle::Error),
+    /// Reading or writing safetensors failed.
+    #[error(transparent)]
+    Format(#[from] safeweights::Error),
+    /// An I/O error on a named file.
+    #[error("{file}: I/O error: {source}")]
+    Io {
+        /// The file.
+        file: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The checkpoint holds a kind of tensor that has no safetensors (or
+    /// target format) equivalent: complex128, quantized, sparse, ...
+    #[error("{file}: tensor {tensor:?}: {reason}")]
+    UnsupportedTensor {
+        /// The file.
+        file: PathBuf,
+        /// The tensor's dotted name.
+        tensor: String,
+        /// Why.
+        reason: String,
+    },
+    /// The input is of a kind this crate does not convert, or the pair of
+    /// formats is not supported.
+    #[error("{file}: {reason}")]
+    Unsupported {
+        /// The file.
+        file: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A `.npy` / `.npz` file is malformed or holds what cannot be converted
+    /// (object arrays, structured dtypes, ...).
+    #[error("{file}: invalid NumPy data{}: {reason}", member.as_ref().map(|m| format!(" (member {m})")).unwrap_or_default())]
+    Npy {
+        /// The file.
+        file: PathBuf,
+        /// The `.npz` member, if any.
+        member: Option<String>,
+        /// Why.
+        reason: String,
+    },
+    /// Two tensors flatten to the same name.
+    #[error("{file}: two tensors are both named {name:?}")]
+    DuplicateName {
+        /// The file.
+        file: PathBuf,
+        /// The name.
+        name: String,
+    },
+    /// The destination exists and overwriting was not asked for.
+    #[error("{path}: already exists (use the overwrite option to replace it)")]
+    DestinationExists {
+        /// The destination.
+        path: PathBuf,
+    },
+    /// A Hugging Face model folder is inconsistent.
+    #[error("{folder}: {reason}")]
+    Folder {
+        /// The folder.
+        folder: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// Reading the written output back did not give the source's tensors bit
+    /// for bit. The output was deleted.
+    #[error("{file}: verification failed for tensor {tensor:?}: {reason}; the output was deleted")]
+    Verification {
+        /// The written file.
+        file: PathBuf,
+        /// The tensor.
+        tensor: String,
+        /// What differed.
+        reason: String,
+    },
+}
+
+/// Result alias.
+pub type Result<T, E = ConvertError> = std::result::Result<T, E>;
+
+pub(crate) fn io_err(file: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> ConvertError {
+    let file = file.into();
+    move |source| ConvertError::Io { file, source }
+}

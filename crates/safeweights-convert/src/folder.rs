@@ -1,0 +1,361 @@
+//! Hugging Face model folders: `pytorch_model.bin` or
+//! `pytorch_model-0000X-of-0000N.bin` + `pytorch_model.bin.index.json` →
+//! `model.safetensors` or shards + `model.safetensors.index.json`, other
+//! files copied. The output is built in a temporary sibling folder and
+//! renamed into place, so a failure leaves nothing behind; the source is
+//! only read.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Component, Path, PathBuf};
+
+use safeweights::sharded::{plan_shards, shard_file_name, ShardIndex};
+use safeweights::Metadata;
+
+use crate::convert::{
+    check_destination, verify, write_index, write_safetensors, LEAVES_METADATA_KEY,
+};
+use crate::error::{io_err, ConvertError, Result};
+use crate::options::{ConvertOptions, ConvertSummary, Phase, SkippedFile};
+use crate::source::{MultiSource, SafetensorsSource, Source, TorchSource};
+
+const BIN_INDEX: &str = "pytorch_model.bin.index.json";
+const BIN_SINGLE: &str = "pytorch_model.bin";
+const MAX_DEPTH: usize = 16;
+
+fn folder_err(folder: &Path, reason: impl Into<String>) -> ConvertError {
+    ConvertError::Folder {
+        folder: folder.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+fn plain_name(name: &str) -> bool {
+    let p = Path::new(name);
+    let mut c = p.components();
+    matches!((c.next(), c.next()), (Some(Component::Normal(_)), None))
+}
+
+/// The weight files of a folder, in order, and the index (if sharded).
+fn weight_files(src: &Path) -> Result<(Vec<String>, Option<ShardIndex>)> {
+    let index_path = src.join(BIN_INDEX);
+    if index_path.is_file() {
+        let text = std::fs::read_to_string(&index_path).map_err(io_err(&index_path))?;
+        let index =
+            ShardIndex::parse(&text).map_err(|e| folder_err(src, format!("{BIN_INDEX}: {e}")))?;
+        let files: BTreeSet<&String> = index.weight_map.values().collect();
+        if files.is_empty() {
+            return Err(folder_err(src, format!("{BIN_INDEX} lists no weights")));
+        }
+        for f in &files {
+            if !plain_name(f) {
+                return Err(folder_err(
+                    src,
+                    format!("{BIN_INDEX} names shard {f:?}, which is not a plain file name"),
+                ));
+            }
+            if !src.join(f).is_file() {
+                return Err(folder_err(
+                    src,
+                    format!("shard {f:?} named by {BIN_INDEX} is missing"),
+                ));
+            }
+        }
+        let files = files.into_iter().cloned().collect();
+        return Ok((files, Some(index)));
+    }
+    if src.join(BIN_SINGLE).is_file() {
+        return Ok((vec![BIN_SINGLE.into()], None));
+    }
+    Err(folder_err(
+        src,
+        format!("no {BIN_SINGLE} or {BIN_INDEX}: not a PyTorch Hugging Face model folder"),
+    ))
+}
+
+fn is_output_name(name: &str) -> bool {
+    name == "model.safetensors"
+        || name == "model.safetensors.index.json"
+        || (name.starts_with("model-") && name.ends_with(".safetensors"))
+}
+
+fn is_pickle_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    [".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".joblib"]
+        .iter()
+        .any(|e| lower.ends_with(e))
+}
+
+/// Lists the files to copy (relative paths) and those skipped.
+fn other_files(
+    src: &Path,
+    rel: &Path,
+    weights: &BTreeSet<String>,
+    depth: usize,
+    copy: &mut Vec<PathBuf>,
+    skipped: &mut Vec<SkippedFile>,
+) -> Result<()> {
+    let dir = src.join(rel);
+    if depth > MAX_DEPTH {
+        return Err(folder_err(
+            src,
+            format!("{} is nested too deeply", dir.display()),
+        ));
+    }
+    let mut items: Vec<_> = std::fs::read_dir(&dir)
+        .map_err(io_err(&dir))?
+        .collect::<std::io::Result<Vec<_>>>()
+        .map_err(io_err(&dir))?;
+    items.sort_by_key(|e| e.file_name());
+    for item in items {
+        let name = item.file_name().to_string_lossy().into_owned();
+        let r = rel.join(&name);
+        let path = src.join(&r);
+        let meta = std::fs::metadata(&path).map_err(io_err(&path))?;
+        let top = depth == 0;
+        if meta.is_dir() {
+            if name == ".git" {
+                skipped.push(SkippedFile {
+                    path,
+                    reason: "version control folder".into(),
+                });
+                continue;
+            }
+            other_files(src, &r, weights, depth + 1, copy, skipped)?;
+        } else if top && (weights.contains(&name) || name == BIN_INDEX) {
+            continue; // converted
+        } else if top && is_output_name(&name) {
+            skipped.push(SkippedFile {
+                path,
+                reason: "replaced by the converted weights".into(),
+            });
+        } else if is_pickle_name(&name) {
+            skipped.push(SkippedFile {
+                path,
+                reason: "pickle file (may hold code): not copied; convert it on its own".into(),
+            });
+        } else if meta.is_file() {
+            copy.push(r);
+        } else {
+            skipped.push(SkippedFile {
+                path,
+                reason: "not a regular file".into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn convert_folder(
+    src: &Path,
+    dst: &Path,
+    opts: &ConvertOptions,
+) -> Result<ConvertSummary> {
+    check_destination(src, dst, opts)?;
+    if let (Ok(s), Some(parent)) = (src.canonicalize(), dst.parent()) {
+        let parent = if parent.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            parent
+        };
+        if parent.canonicalize().is_ok_and(|p| p.starts_with(&s)) {
+            return Err(folder_err(
+                src,
+                "the destination lies inside the source folder",
+            ));
+        }
+    }
+    if dst.exists() && !dst.is_dir() {
+        return Err(ConvertError::Unsupported {
+            file: dst.to_path_buf(),
+            reason: "destination exists and is not a folder".into(),
+        });
+    }
+    let (files, index) = weight_files(src)?;
+    let mut summary = ConvertSummary {
+        source: src.to_path_buf(),
+        destination: dst.to_path_buf(),
+        source_format: "hf-folder".into(),
+        target_format: "hf-folder".into(),
+        ..Default::default()
+    };
+    let mut parts = Vec::new();
+    for f in &files {
+        let t = TorchSource::open(&src.join(f), opts.keep_shared)?;
+        summary.dropped_aliases.extend(t.aliases.iter().cloned());
+        summary
+            .shared_copies
+            .extend(t.shared_copies.iter().cloned());
+        for l in &t.leaves {
+            let mut l = l.clone();
+            l.name = format!("{f}:{}", l.name);
+            summary.non_tensor_leaves.push(l);
+        }
+        parts.push(t);
+    }
+    // the index must agree with the shards
+    if let Some(index) = &index {
+        for (p, f) in files.iter().enumerate() {
+            let t = &parts[p];
+            let names: BTreeSet<&str> = t
+                .entries()
+                .iter()
+                .map(|e| e.name.as_str())
+                .chain(t.aliases.iter().map(|a| a.name.as_str()))
+                .collect();
+            for (tensor, shard) in &index.weight_map {
+                if shard == f && !names.contains(tensor.as_str()) {
+                    return Err(folder_err(
+                        src,
+                        format!("{BIN_INDEX} puts {tensor:?} in {f}, which does not hold it"),
+                    ));
+                }
+            }
+        }
+    }
+    let multi = MultiSource::new(parts, src)?;
+    let entries = multi.entries();
+    summary.tensors = entries.len();
+    summary.bytes = entries.iter().map(|e| e.bytes).sum();
+    let groups: Vec<Vec<usize>> = match opts.max_shard_size {
+        Some(max) => {
+            let sizes: Vec<u64> = entries.iter().map(|e| e.bytes).collect();
+            plan_shards(&sizes, max)
+        }
+        None => (0..files.len())
+            .map(|p| multi.part_range(p))
+            .filter(|g| !g.is_empty())
+            .collect(),
+    };
+    let groups = if groups.is_empty() {
+        vec![Vec::new()]
+    } else {
+        groups
+    };
+    let count = groups.len();
+    let names: Vec<String> = (0..count)
+        .map(|g| shard_file_name("model", g, count))
+        .collect();
+    // metadata: format, aliases in the shard holding the kept tensor, leaves
+    let shard_of: HashMap<&str, usize> = groups
+        .iter()
+        .enumerate()
+        .flat_map(|(g, m)| m.iter().map(move |&i| (entries[i].name.as_str(), g)))
+        .collect();
+    let mut metas = vec![Metadata::new(); count];
+    for m in &mut metas {
+        m.insert("format".into(), "pt".into());
+    }
+    for a in &summary.dropped_aliases {
+        if let Some(&g) = shard_of.get(a.kept.as_str()) {
+            metas[g]
+                .entry(a.name.clone())
+                .or_insert_with(|| a.kept.clone());
+        }
+    }
+    if opts.metadata_leaves && !summary.non_tensor_leaves.is_empty() {
+        let obj: serde_json::Map<String, serde_json::Value> = summary
+            .non_tensor_leaves
+            .iter()
+            .map(|l| (l.name.clone(), l.value.clone()))
+            .collect();
+        let text = serde_json::Value::Object(obj).to_string();
+        for m in &mut metas {
+            m.insert(LEAVES_METADATA_KEY.into(), text.clone());
+        }
+        summary.leaves_in_metadata = true;
+    }
+    // build in a temporary sibling folder
+    let parent = match dst.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).map_err(io_err(&parent))?;
+    let dst_name = dst
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into());
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".{dst_name}."))
+        .suffix(".tmp")
+        .tempdir_in(&parent)
+        .map_err(io_err(&parent))?;
+    let work = tmp.path().to_path_buf();
+    let mut written = Vec::new();
+    write_safetensors(&multi, &work, &names, &groups, &metas, opts, &mut written)?;
+    if count > 1 {
+        let mut map = BTreeMap::new();
+        for (n, g) in names.iter().zip(&groups) {
+            for &i in g {
+                map.insert(entries[i].name.clone(), n.clone());
+            }
+        }
+        let p = work.join("model.safetensors.index.json");
+        write_index(&p, map, summary.bytes)?;
+        written.push(p);
+    }
+    // copy the other files
+    let weights: BTreeSet<String> = files.iter().cloned().collect();
+    let mut copy = Vec::new();
+    other_files(
+        src,
+        Path::new(""),
+        &weights,
+        0,
+        &mut copy,
+        &mut summary.files_skipped,
+    )?;
+    let copy_total = copy.len() as u64;
+    for (k, rel) in copy.iter().enumerate() {
+        let from = src.join(rel);
+        let to = work.join(rel);
+        opts.report(Phase::Copying, &rel.to_string_lossy(), k as u64, copy_total);
+        if let Some(p) = to.parent() {
+            std::fs::create_dir_all(p).map_err(io_err(p))?;
+        }
+        std::fs::copy(&from, &to).map_err(io_err(&from))?;
+    }
+    // verify everything written against the source
+    let shards: Vec<PathBuf> = written
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+        .cloned()
+        .collect();
+    let out = SafetensorsSource::open(&shards)?;
+    let pairs: Vec<(String, usize)> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.name.clone(), i))
+        .collect();
+    verify(&multi, &out, &pairs, opts)?;
+    drop(out);
+    // move into place
+    let mut backup = None;
+    if dst.exists() {
+        let b = tempfile::Builder::new()
+            .prefix(&format!(".{dst_name}.old."))
+            .tempdir_in(&parent)
+            .map_err(io_err(&parent))?;
+        let b = b.keep();
+        std::fs::remove_dir(&b).map_err(io_err(&b))?;
+        std::fs::rename(dst, &b).map_err(io_err(dst))?;
+        backup = Some(b);
+    }
+    let work = tmp.keep();
+    if let Err(e) = std::fs::rename(&work, dst) {
+        if let Some(b) = &backup {
+            let _ = std::fs::rename(b, dst);
+        }
+        let _ = std::fs::remove_dir_all(&work);
+        return Err(io_err(dst)(e));
+    }
+    if let Some(b) = backup {
+        let _ = std::fs::remove_dir_all(b);
+    }
+    summary.files_written = written
+        .iter()
+        .filter_map(|p| p.file_name().map(|n| dst.join(n)))
+        .collect();
+    summary.files_copied = copy.iter().map(|r| dst.join(r)).collect();
+    summary.verified = true;
+    Ok(summary)
+}

@@ -1,0 +1,79 @@
+//! # safeweights-convert
+//!
+//! Converts PyTorch pickle checkpoints (`.bin/.pt/.pth/.ckpt`, zip or
+//! legacy format), NumPy `.npy`/`.npz` and Hugging Face model folders to
+//! safetensors, and safetensors back to a PyTorch zip checkpoint (readable
+//! by `torch.load(..., weights_only=True)`) or an `.npz`, **without
+//! executing any code from the input**: pickles are decoded by the
+//! data-only evaluator of `safeweights-pickle`, NumPy headers by a strict
+//! parser here.
+//!
+//! [`convert`] picks the reader by the source's *content* and the writer by
+//! the destination's extension. Tensors are streamed one at a time
+//! (strided views copied contiguous in bounded chunks); after writing,
+//! every tensor is read back from the output and compared bit for bit with
+//! the source, and on any failure the output is removed.
+//!
+//! ```no_run
+//! use safeweights_convert::{convert, ConvertOptions};
+//! let summary = convert("pytorch_model.bin", "model.safetensors", &ConvertOptions::new())?;
+//! println!("{} tensors, {} bytes", summary.tensors, summary.bytes);
+//! # Ok::<(), safeweights_convert::ConvertError>(())
+//! ```
+//!
+//! ## Shared tensors
+//! Names that are exact aliases of one storage view (tied weights) are
+//! written once: the kept name is the one the reference's
+//! `_remove_duplicate_names` keeps (first by sort order among names
+//! covering the whole storage), and each dropped name is recorded in
+//! `__metadata__` as `{dropped: kept}` like `safetensors.torch.save_model`.
+//! Different views that overlap one storage (a weight and its transpose)
+//! are each written as their own contiguous copy so nothing is lost; the
+//! reference would drop them. [`ConvertOptions::keep_shared`] writes every
+//! name as its own copy.
+#![deny(missing_docs)]
+#![deny(unsafe_code)]
+
+mod convert;
+mod error;
+mod folder;
+mod npy;
+mod options;
+mod source;
+mod torchw;
+pub mod zipw;
+
+use std::path::Path;
+use std::time::Instant;
+
+pub use convert::LEAVES_METADATA_KEY;
+pub use error::{ConvertError, Result};
+pub use options::{
+    ConvertOptions, ConvertSummary, DroppedAlias, Leaf, Phase, Progress, ProgressFn, SkippedFile,
+};
+
+/// Converts `src` to `dst`.
+///
+/// The source kind is read from its bytes: a PyTorch checkpoint (zip or
+/// legacy), `.npy`, `.npz`, safetensors, or a folder (a Hugging Face model
+/// folder with `pytorch_model.bin` or its shards and index). The target is
+/// chosen by `dst`'s extension: `.safetensors`, `.bin`/`.pt`/`.pth`/`.ckpt`
+/// (PyTorch zip), `.npz`; for a folder source `dst` is the output folder.
+///
+/// An existing `dst` is an error unless [`ConvertOptions::overwrite`] is set.
+pub fn convert(
+    src: impl AsRef<Path>,
+    dst: impl AsRef<Path>,
+    options: &ConvertOptions,
+) -> Result<ConvertSummary> {
+    let start = Instant::now();
+    let (src, dst) = (src.as_ref(), dst.as_ref());
+    let meta = std::fs::metadata(src).map_err(error::io_err(src))?;
+    let mut summary = if meta.is_dir() {
+        folder::convert_folder(src, dst, options)?
+    } else {
+        convert::convert_file(src, dst, options)?
+    };
+    summary.seconds = start.elapsed().as_secs_f64();
+    Ok(summary)
+}
