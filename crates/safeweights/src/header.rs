@@ -154,10 +154,13 @@ impl Header {
         let text = std::str::from_utf8(json_bytes).map_err(|e| HeaderError::InvalidUtf8 {
             offset: 8 + e.valid_up_to() as u64,
         })?;
-        let top = json::parse(text).map_err(|e| HeaderError::InvalidJson {
-            message: strip_position(&e.to_string()),
-            line: e.line(),
-            column: e.column(),
+        let top = json::parse(text).map_err(|e| {
+            let (line, column) = e.line_column(text);
+            HeaderError::InvalidJson {
+                message: e.message.to_owned(),
+                line,
+                column,
+            }
         })?;
         let entries = match top {
             Top::Object(entries) => entries,
@@ -275,18 +278,15 @@ fn dedup_tensors(
     tensors: Vec<TensorInfo>,
     options: &ParseOptions,
 ) -> Result<Vec<TensorInfo>, HeaderError> {
-    let mut names = std::collections::HashSet::with_capacity(tensors.len());
-    if tensors.iter().all(|t| names.insert(t.name.as_str())) {
-        return Ok(tensors);
-    }
-    drop(names);
-    let mut order: Vec<usize> = (0..tensors.len()).collect();
-    // Stable: equal names stay in document order.
-    order.sort_by(|&a, &b| tensors[a].name.cmp(&tensors[b].name));
+    let mut order: Vec<u32> = (0..tensors.len() as u32).collect();
+    // Equal names end up adjacent, in document order.
+    order.sort_unstable_by(|&a, &b| {
+        (tensors[a as usize].name.as_str(), a).cmp(&(tensors[b as usize].name.as_str(), b))
+    });
     let mut keep = vec![true; tensors.len()];
     let mut any = false;
     for pair in order.windows(2) {
-        let (a, b) = (pair[0], pair[1]);
+        let (a, b) = (pair[0] as usize, pair[1] as usize);
         if tensors[a].name == tensors[b].name {
             if options.strict {
                 return Err(HeaderError::DuplicateKey {
@@ -377,18 +377,16 @@ fn validate_layout(tensors: &[TensorInfo], data_len: u64) -> Result<(), HeaderEr
     Ok(())
 }
 
-/// serde_json appends " at line L column C"; we report those as fields.
-fn strip_position(message: &str) -> String {
-    match message.rfind(" at line ") {
-        Some(i) => message[..i].to_owned(),
-        None => message.to_owned(),
-    }
-}
-
 /// Checks a tensor name for the strict rules.
 pub(crate) fn check_name(name: &str) -> Result<(), HeaderError> {
     if name == METADATA_KEY {
         return Err(HeaderError::ReservedName);
+    }
+    // Control characters are ASCII C0/DEL, or C1 (U+0080..U+009F, lead byte 0xC2).
+    let bytes = name.as_bytes();
+    let min = bytes.iter().fold(u8::MAX, |m, &c| m.min(c));
+    if min >= 0x20 && memchr::memchr2(0x7f, 0xc2, bytes).is_none() {
+        return Ok(());
     }
     if let Some(c) = name.chars().find(|c| c.is_control()) {
         return Err(HeaderError::ControlCharacter {
@@ -495,7 +493,6 @@ fn parse_tensor(name: String, raw: RawTensor) -> Result<TensorInfo, HeaderError>
         data_offsets,
     })
 }
-
 
 #[cfg(test)]
 mod tests {

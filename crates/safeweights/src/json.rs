@@ -1,12 +1,16 @@
-//! A one-pass, typed view of header JSON that keeps what validation needs:
-//! every key in document order (so duplicates can be seen; serde_json's own
-//! maps keep only the last), and for each value just enough to name what is
-//! wrong with it. Numbers and tensor fields are decoded without building a
-//! generic value tree.
+//! A one-pass JSON reader specialised for safetensors headers.
+//!
+//! It keeps what validation needs: every top-level and metadata key in
+//! document order (so duplicates are seen; generic JSON maps keep only the
+//! last), and for each value just enough to name what is wrong with it.
+//! Tensor entries are decoded straight into dtype, shape and offsets without
+//! building a value tree, and strings without escapes are borrowed. The
+//! grammar is RFC 8259's; nesting is limited to 128 levels, as in serde_json,
+//! which the reference uses.
 
-use std::fmt;
+use std::borrow::Cow;
 
-use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use crate::Dtype;
 
 /// The JSON type of a value, for messages.
 pub(crate) type Kind = &'static str;
@@ -53,7 +57,7 @@ pub(crate) struct RawFields {
 
 /// A dtype field: a known dtype, or the unknown name as written.
 pub(crate) enum DtypeName {
-    Known(crate::Dtype),
+    Known(Dtype),
     Unknown(String),
 }
 
@@ -69,400 +73,563 @@ pub(crate) enum Field<T> {
     Wrong,
 }
 
-/// A number in `shape` or `data_offsets`: only non-negative integers are valid.
-#[derive(Clone, Copy)]
+/// A syntax error at a byte offset of the header.
+#[derive(Debug)]
+pub(crate) struct JsonError {
+    pub message: &'static str,
+    pub offset: usize,
+}
+
+impl JsonError {
+    /// 1-based line and column of the error in `text`.
+    pub(crate) fn line_column(&self, text: &str) -> (usize, usize) {
+        let before = text
+            .as_bytes()
+            .get(..self.offset)
+            .unwrap_or(text.as_bytes());
+        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        let column = before.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
+        (line, column)
+    }
+}
+
+const MAX_DEPTH: usize = 128;
+
+type R<T> = Result<T, JsonError>;
+
+/// Parses header text.
+pub(crate) fn parse(text: &str) -> R<Top> {
+    let mut p = Parser {
+        text,
+        b: text.as_bytes(),
+        i: 0,
+        depth: 0,
+    };
+    p.ws();
+    let top = p.top()?;
+    p.ws();
+    if p.i != p.b.len() {
+        return Err(p.err("trailing characters"));
+    }
+    Ok(top)
+}
+
+struct Parser<'a> {
+    text: &'a str,
+    b: &'a [u8],
+    i: usize,
+    depth: usize,
+}
+
+/// A number in `shape` or `data_offsets`: only non-negative integers count.
 enum Num {
-    UInt(u64),
+    UInt(usize),
     Other,
 }
 
-impl Num {
-    fn as_usize(self) -> Option<usize> {
-        match self {
-            Num::UInt(v) => usize::try_from(v).ok(),
-            Num::Other => None,
+impl<'a> Parser<'a> {
+    fn err(&self, message: &'static str) -> JsonError {
+        JsonError {
+            message,
+            offset: self.i,
         }
     }
-}
 
-/// Implements the scalar and compound visit methods of a visitor whose
-/// non-matching inputs all map to one "other kind" value, consuming nested
-/// content fully.
-macro_rules! other_kinds {
-    ($other:expr) => {
-        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-            Ok($other("boolean"))
-        }
-        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-            Ok($other("number"))
-        }
-        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-            Ok($other("number"))
-        }
-        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-            Ok($other("number"))
-        }
-        fn visit_unit<E>(self) -> Result<Self::Value, E> {
-            Ok($other("null"))
-        }
-    };
-}
-
-fn skip_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
-    while seq.next_element::<IgnoredAny>()?.is_some() {}
-    Ok(())
-}
-
-fn skip_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
-    while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-    Ok(())
-}
-
-struct TopVisitor;
-
-impl<'de> Visitor<'de> for TopVisitor {
-    type Value = Top;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object")
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
     }
-    other_kinds!(Top::Other);
-    fn visit_str<E>(self, _: &str) -> Result<Top, E> {
-        Ok(Top::Other("string"))
+
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.i += 1;
+        }
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Top, A::Error> {
-        skip_seq(seq)?;
-        Ok(Top::Other("array"))
+
+    fn eat(&mut self, c: u8, message: &'static str) -> R<()> {
+        self.ws();
+        if self.peek() == Some(c) {
+            self.i += 1;
+            Ok(())
+        } else if self.peek().is_none() {
+            Err(self.err("EOF while parsing"))
+        } else {
+            Err(self.err(message))
+        }
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Top, A::Error> {
-        let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0));
-        while let Some(key) = map.next_key::<String>()? {
+
+    fn enter(&mut self) -> R<()> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(self.err("recursion limit exceeded"));
+        }
+        Ok(())
+    }
+
+    /// Walks the members of an object whose `{` is next, calling `member`
+    /// with each key once the parser stands on the value.
+    fn object(&mut self, mut member: impl FnMut(&mut Self, Cow<'a, str>) -> R<()>) -> R<()> {
+        self.enter()?;
+        self.i += 1; // '{'
+        self.ws();
+        if self.peek() == Some(b'}') {
+            self.i += 1;
+            self.depth -= 1;
+            return Ok(());
+        }
+        loop {
+            self.ws();
+            if self.peek() != Some(b'"') {
+                return Err(if self.peek().is_none() {
+                    self.err("EOF while parsing an object")
+                } else {
+                    self.err("key must be a string")
+                });
+            }
+            let key = self.string()?;
+            self.eat(b':', "expected `:`")?;
+            self.ws();
+            member(self, key)?;
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b'}') => {
+                    self.i += 1;
+                    self.depth -= 1;
+                    return Ok(());
+                }
+                None => return Err(self.err("EOF while parsing an object")),
+                Some(_) => return Err(self.err("expected `,` or `}`")),
+            }
+        }
+    }
+
+    /// Walks the elements of an array whose `[` is next.
+    fn array(&mut self, mut element: impl FnMut(&mut Self) -> R<()>) -> R<()> {
+        self.enter()?;
+        self.i += 1; // '['
+        self.ws();
+        if self.peek() == Some(b']') {
+            self.i += 1;
+            self.depth -= 1;
+            return Ok(());
+        }
+        loop {
+            self.ws();
+            element(self)?;
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b']') => {
+                    self.i += 1;
+                    self.depth -= 1;
+                    return Ok(());
+                }
+                None => return Err(self.err("EOF while parsing a list")),
+                Some(_) => return Err(self.err("expected `,` or `]`")),
+            }
+        }
+    }
+
+    /// Parses any value and returns only its kind.
+    fn skip(&mut self) -> R<Kind> {
+        self.ws();
+        match self.peek() {
+            Some(b'{') => {
+                self.object(|p, _| p.skip().map(drop))?;
+                Ok("object")
+            }
+            Some(b'[') => {
+                self.array(|p| p.skip().map(drop))?;
+                Ok("array")
+            }
+            Some(b'"') => {
+                self.string()?;
+                Ok("string")
+            }
+            Some(b't') => self.literal(b"true", "boolean"),
+            Some(b'f') => self.literal(b"false", "boolean"),
+            Some(b'n') => self.literal(b"null", "null"),
+            Some(b'-' | b'0'..=b'9') => {
+                self.number()?;
+                Ok("number")
+            }
+            None => Err(self.err("EOF while parsing a value")),
+            Some(_) => Err(self.err("expected value")),
+        }
+    }
+
+    fn literal(&mut self, word: &'static [u8], kind: Kind) -> R<Kind> {
+        let end = self.i + word.len();
+        if self.b.get(self.i..end) == Some(word) {
+            self.i = end;
+            Ok(kind)
+        } else {
+            Err(self.err("expected value"))
+        }
+    }
+
+    /// Parses a number per the JSON grammar.
+    fn number(&mut self) -> R<Num> {
+        let negative = self.peek() == Some(b'-');
+        if negative {
+            self.i += 1;
+        }
+        let mut value: Option<usize> = Some(0);
+        match self.peek() {
+            Some(b'0') => {
+                self.i += 1;
+                if let Some(b'0'..=b'9') = self.peek() {
+                    return Err(self.err("invalid number"));
+                }
+            }
+            Some(b'1'..=b'9') => {
+                let rest = self.b.get(self.i..).unwrap_or_default();
+                let n = rest
+                    .iter()
+                    .position(|c| !c.is_ascii_digit())
+                    .unwrap_or(rest.len());
+                for &d in rest.get(..n).unwrap_or_default() {
+                    value = value
+                        .and_then(|v| v.checked_mul(10))
+                        .and_then(|v| v.checked_add(usize::from(d - b'0')));
+                }
+                self.i += n;
+            }
+            _ => return Err(self.err("invalid number")),
+        }
+        let mut integer = true;
+        if self.peek() == Some(b'.') {
+            integer = false;
+            self.i += 1;
+            self.digits()?;
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            integer = false;
+            self.i += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.i += 1;
+            }
+            self.digits()?;
+        }
+        Ok(match (integer, negative, value) {
+            // `-0` is the integer 0 to serde_json, and so to the reference.
+            (true, false, Some(v)) | (true, true, Some(v @ 0)) => Num::UInt(v),
+            _ => Num::Other,
+        })
+    }
+
+    fn digits(&mut self) -> R<()> {
+        let start = self.i;
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.i += 1;
+        }
+        if self.i == start {
+            return Err(self.err("invalid number"));
+        }
+        Ok(())
+    }
+
+    /// Length of the run of plain string bytes at the cursor: up to the next
+    /// quote, backslash or control character.
+    fn plain_run(&self) -> usize {
+        let rest = self.b.get(self.i..).unwrap_or_default();
+        let end = memchr::memchr2(b'"', b'\\', rest).unwrap_or(rest.len());
+        let run = rest.get(..end).unwrap_or_default();
+        // Raw control characters are not allowed in JSON strings; a vectorised
+        // minimum finds one without a branch per byte.
+        if run.iter().fold(u8::MAX, |m, &c| m.min(c)) < 0x20 {
+            return run.iter().position(|&c| c < 0x20).unwrap_or(end);
+        }
+        end
+    }
+
+    /// Parses a string whose `"` is next; borrowed when it has no escapes.
+    fn string(&mut self) -> R<Cow<'a, str>> {
+        self.i += 1; // opening quote
+        let start = self.i;
+        self.i += self.plain_run();
+        if self.peek() == Some(b'"') {
+            let s = self.text.get(start..self.i).unwrap_or_default();
+            self.i += 1;
+            return Ok(Cow::Borrowed(s));
+        }
+        let mut out = String::from(self.text.get(start..self.i).unwrap_or_default());
+        loop {
+            match self.peek() {
+                Some(b'"') => {
+                    self.i += 1;
+                    return Ok(Cow::Owned(out));
+                }
+                Some(b'\\') => {
+                    self.i += 1;
+                    let escaped = match self.peek() {
+                        Some(b'"') => '"',
+                        Some(b'\\') => '\\',
+                        Some(b'/') => '/',
+                        Some(b'b') => '\u{8}',
+                        Some(b'f') => '\u{c}',
+                        Some(b'n') => '\n',
+                        Some(b'r') => '\r',
+                        Some(b't') => '\t',
+                        Some(b'u') => {
+                            self.i += 1;
+                            let c = self.unicode_escape()?;
+                            out.push(c);
+                            let run = self.i;
+                            self.i += self.plain_run();
+                            out.push_str(self.text.get(run..self.i).unwrap_or_default());
+                            continue;
+                        }
+                        None => return Err(self.err("EOF while parsing a string")),
+                        Some(_) => return Err(self.err("invalid escape")),
+                    };
+                    self.i += 1;
+                    out.push(escaped);
+                    let run = self.i;
+                    self.i += self.plain_run();
+                    out.push_str(self.text.get(run..self.i).unwrap_or_default());
+                }
+                None => return Err(self.err("EOF while parsing a string")),
+                Some(_) => return Err(self.err("control character in string")),
+            }
+        }
+    }
+
+    fn hex4(&mut self) -> R<u16> {
+        let digits = self
+            .b
+            .get(self.i..self.i + 4)
+            .ok_or_else(|| self.err("EOF while parsing a string"))?;
+        let mut v = 0u16;
+        for &d in digits {
+            let n = (d as char)
+                .to_digit(16)
+                .ok_or_else(|| self.err("invalid escape"))?;
+            v = v * 16 + n as u16;
+        }
+        self.i += 4;
+        Ok(v)
+    }
+
+    /// After `\u`: one code point, joining surrogate pairs.
+    fn unicode_escape(&mut self) -> R<char> {
+        let first = self.hex4()?;
+        let code = match first {
+            0xD800..=0xDBFF => {
+                if self.b.get(self.i..self.i + 2) != Some(b"\\u") {
+                    return Err(self.err("lone leading surrogate in hex escape"));
+                }
+                self.i += 2;
+                let second = self.hex4()?;
+                if !(0xDC00..=0xDFFF).contains(&second) {
+                    return Err(self.err("lone leading surrogate in hex escape"));
+                }
+                0x10000 + ((u32::from(first) - 0xD800) << 10) + (u32::from(second) - 0xDC00)
+            }
+            0xDC00..=0xDFFF => return Err(self.err("lone trailing surrogate in hex escape")),
+            other => u32::from(other),
+        };
+        char::from_u32(code).ok_or_else(|| self.err("invalid unicode code point"))
+    }
+
+    fn top(&mut self) -> R<Top> {
+        if self.peek() != Some(b'{') {
+            return Ok(Top::Other(self.skip()?));
+        }
+        // A tensor entry takes at least ~40 bytes of JSON.
+        let mut entries = Vec::with_capacity((self.b.len() / 40).min(1 << 20));
+        self.object(|p, key| {
             let entry = if key == crate::METADATA_KEY {
-                Entry::Metadata(map.next_value()?)
+                Entry::Metadata(p.meta()?)
             } else {
-                Entry::Tensor(map.next_value()?)
+                Entry::Tensor(p.tensor()?)
             };
-            entries.push((key, entry));
-        }
+            entries.push((key.into_owned(), entry));
+            Ok(())
+        })?;
         Ok(Top::Object(entries))
     }
-}
 
-impl<'de> Deserialize<'de> for Top {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Top, D::Error> {
-        d.deserialize_any(TopVisitor)
-    }
-}
-
-struct MetaVisitor;
-
-impl<'de> Visitor<'de> for MetaVisitor {
-    type Value = Meta;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Meta, E> {
-        Ok(Meta::Other("boolean"))
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Meta, E> {
-        Ok(Meta::Other("number"))
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Meta, E> {
-        Ok(Meta::Other("number"))
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Meta, E> {
-        Ok(Meta::Other("number"))
-    }
-    fn visit_unit<E>(self) -> Result<Meta, E> {
-        Ok(Meta::Null)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Meta, E> {
-        Ok(Meta::Other("string"))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Meta, A::Error> {
-        skip_seq(seq)?;
-        Ok(Meta::Other("array"))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Meta, A::Error> {
-        let mut entries = Vec::new();
-        while let Some(key) = map.next_key::<String>()? {
-            entries.push((key, map.next_value()?));
+    fn meta(&mut self) -> R<Meta> {
+        match self.peek() {
+            Some(b'{') => {
+                let mut entries = Vec::new();
+                self.object(|p, key| {
+                    let value = if p.peek() == Some(b'"') {
+                        MetaValue::String(p.string()?.into_owned())
+                    } else {
+                        MetaValue::Other(p.skip()?)
+                    };
+                    entries.push((key.into_owned(), value));
+                    Ok(())
+                })?;
+                Ok(Meta::Object(entries))
+            }
+            Some(b'n') => {
+                self.literal(b"null", "null")?;
+                Ok(Meta::Null)
+            }
+            _ => Ok(Meta::Other(self.skip()?)),
         }
-        Ok(Meta::Object(entries))
     }
-}
 
-impl<'de> Deserialize<'de> for Meta {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Meta, D::Error> {
-        d.deserialize_any(MetaVisitor)
-    }
-}
-
-struct MetaValueVisitor;
-
-impl<'de> Visitor<'de> for MetaValueVisitor {
-    type Value = MetaValue;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a string")
-    }
-    other_kinds!(MetaValue::Other);
-    fn visit_str<E>(self, v: &str) -> Result<MetaValue, E> {
-        Ok(MetaValue::String(v.to_owned()))
-    }
-    fn visit_string<E>(self, v: String) -> Result<MetaValue, E> {
-        Ok(MetaValue::String(v))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<MetaValue, A::Error> {
-        skip_seq(seq)?;
-        Ok(MetaValue::Other("array"))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<MetaValue, A::Error> {
-        skip_map(map)?;
-        Ok(MetaValue::Other("object"))
-    }
-}
-
-impl<'de> Deserialize<'de> for MetaValue {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<MetaValue, D::Error> {
-        d.deserialize_any(MetaValueVisitor)
-    }
-}
-
-struct TensorVisitor;
-
-impl<'de> Visitor<'de> for TensorVisitor {
-    type Value = RawTensor;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a tensor object")
-    }
-    other_kinds!(RawTensor::Other);
-    fn visit_str<E>(self, _: &str) -> Result<RawTensor, E> {
-        Ok(RawTensor::Other("string"))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<RawTensor, A::Error> {
-        skip_seq(seq)?;
-        Ok(RawTensor::Other("array"))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawTensor, A::Error> {
+    fn tensor(&mut self) -> R<RawTensor> {
+        if self.peek() != Some(b'{') {
+            return Ok(RawTensor::Other(self.skip()?));
+        }
         let mut fields = RawFields::default();
-        while let Some(key) = map.next_key::<FieldName>()? {
-            let seen = match key {
-                FieldName::Dtype => fields
-                    .dtype
-                    .replace(map.next_value()?)
-                    .is_some(),
-                FieldName::Shape => fields
-                    .shape
-                    .replace(map.next_value()?)
-                    .is_some(),
-                FieldName::DataOffsets => fields
-                    .data_offsets
-                    .replace(map.next_value()?)
-                    .is_some(),
-                FieldName::Other => {
-                    // Unknown fields are ignored, as by the reference.
-                    map.next_value::<IgnoredAny>()?;
+        self.object(|p, key| {
+            let repeated = match &*key {
+                "dtype" => {
+                    let v = if p.peek() == Some(b'"') {
+                        let s = p.string()?;
+                        Field::Ok(match Dtype::from_name(&s) {
+                            Some(d) => DtypeName::Known(d),
+                            None => DtypeName::Unknown(s.into_owned()),
+                        })
+                    } else {
+                        p.skip()?;
+                        Field::Wrong
+                    };
+                    fields.dtype.replace(v).is_some()
+                }
+                "shape" => {
+                    let mut dims = Vec::with_capacity(4);
+                    let v = p.integers(|_, d| dims.push(d))?.map(|_| dims);
+                    fields.shape.replace(v).is_some()
+                }
+                "data_offsets" => {
+                    let mut pair = [0usize; 2];
+                    let v = p
+                        .integers(|i, v| {
+                            if let Some(slot) = pair.get_mut(i) {
+                                *slot = v;
+                            }
+                        })?
+                        .map(|count| match count {
+                            2 => Offsets::Pair(pair[0], pair[1]),
+                            _ => Offsets::Malformed,
+                        });
+                    fields.data_offsets.replace(v).is_some()
+                }
+                // Unknown fields are ignored, as by the reference.
+                _ => {
+                    p.skip()?;
                     false
                 }
             };
-            if seen && fields.duplicate.is_none() {
-                fields.duplicate = Some(key.as_str().to_owned());
+            if repeated && fields.duplicate.is_none() {
+                fields.duplicate = Some(key.into_owned());
             }
-        }
+            Ok(())
+        })?;
         Ok(RawTensor::Object(fields))
     }
-}
 
-impl<'de> Deserialize<'de> for RawTensor {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<RawTensor, D::Error> {
-        d.deserialize_any(TensorVisitor)
-    }
-}
-
-enum FieldName {
-    Dtype,
-    Shape,
-    DataOffsets,
-    Other,
-}
-
-impl FieldName {
-    fn as_str(&self) -> &str {
-        match self {
-            FieldName::Dtype => "dtype",
-            FieldName::Shape => "shape",
-            FieldName::DataOffsets => "data_offsets",
-            FieldName::Other => "",
+    /// An array of non-negative integers, each handed to `sink` with its
+    /// index; returns the count, or `Wrong` if it is not an array or an
+    /// element is not such an integer.
+    fn integers(&mut self, mut sink: impl FnMut(usize, usize)) -> R<Field<usize>> {
+        if self.peek() != Some(b'[') {
+            self.skip()?;
+            return Ok(Field::Wrong);
         }
-    }
-}
-
-impl<'de> Deserialize<'de> for FieldName {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<FieldName, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = FieldName;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a field name")
-            }
-            fn visit_str<E>(self, v: &str) -> Result<FieldName, E> {
-                Ok(match v {
-                    "dtype" => FieldName::Dtype,
-                    "shape" => FieldName::Shape,
-                    "data_offsets" => FieldName::DataOffsets,
-                    _ => FieldName::Other,
-                })
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
-
-struct DtypeField;
-
-impl<'de> Visitor<'de> for DtypeField {
-    type Value = Field<DtypeName>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a string")
-    }
-    other_kinds!(|_| Field::Wrong);
-    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Field::Ok(match crate::Dtype::from_name(v) {
-            Some(d) => DtypeName::Known(d),
-            None => DtypeName::Unknown(v.to_owned()),
-        }))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        skip_seq(seq)?;
-        Ok(Field::Wrong)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        skip_map(map)?;
-        Ok(Field::Wrong)
-    }
-}
-
-impl<'de> Deserialize<'de> for Field<DtypeName> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(DtypeField)
-    }
-}
-
-struct ShapeField;
-
-impl<'de> Visitor<'de> for ShapeField {
-    type Value = Field<Vec<usize>>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an array of integers")
-    }
-    other_kinds!(|_| Field::Wrong);
-    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(Field::Wrong)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut out = Vec::with_capacity(4);
-        let mut valid = true;
-        while let Some(n) = seq.next_element::<Num>()? {
-            match n.as_usize() {
-                Some(v) if valid => out.push(v),
-                _ => valid = false,
-            }
-        }
-        Ok(if valid { Field::Ok(out) } else { Field::Wrong })
-    }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        skip_map(map)?;
-        Ok(Field::Wrong)
-    }
-}
-
-impl<'de> Deserialize<'de> for Field<Vec<usize>> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ShapeField)
-    }
-}
-
-struct OffsetsField;
-
-impl<'de> Visitor<'de> for OffsetsField {
-    type Value = Field<Offsets>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("two integers")
-    }
-    other_kinds!(|_| Field::Wrong);
-    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(Field::Wrong)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut got = [0usize; 2];
         let mut count = 0usize;
         let mut valid = true;
-        while let Some(n) = seq.next_element::<Num>()? {
-            match (n.as_usize(), got.get_mut(count)) {
-                (Some(v), Some(slot)) => *slot = v,
-                _ => valid = false,
+        self.array(|p| {
+            let n = match p.peek() {
+                Some(b'-' | b'0'..=b'9') => p.number()?,
+                _ => {
+                    p.skip()?;
+                    Num::Other
+                }
+            };
+            match n {
+                Num::UInt(v) if valid => sink(count, v),
+                Num::UInt(_) => {}
+                Num::Other => valid = false,
             }
             count += 1;
-        }
-        Ok(Field::Ok(if valid && count == 2 {
-            Offsets::Pair(got[0], got[1])
+            Ok(())
+        })?;
+        Ok(if valid {
+            Field::Ok(count)
         } else {
-            Offsets::Malformed
-        }))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        skip_map(map)?;
-        Ok(Field::Wrong)
+            Field::Wrong
+        })
     }
 }
 
-impl<'de> Deserialize<'de> for Field<Offsets> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(OffsetsField)
+impl<T> Field<T> {
+    fn map<U>(self, f: impl FnOnce(T) -> U) -> Field<U> {
+        match self {
+            Field::Ok(v) => Field::Ok(f(v)),
+            Field::Wrong => Field::Wrong,
+        }
     }
 }
 
-struct NumVisitor;
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl<'de> Visitor<'de> for NumVisitor {
-    type Value = Num;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a non-negative integer")
+    /// Every input serde_json accepts or rejects (decoding strings), we
+    /// accept or reject.
+    #[test]
+    fn agrees_with_serde_json_on_syntax() {
+        let cases = [
+            "{}",
+            " {} ",
+            "{\"a\":1}",
+            "{\"a\":[1,2,3]}",
+            "{\"a\":{\"b\":[]}}",
+            "[]",
+            "1",
+            "-0",
+            "\"s\"",
+            "true",
+            "null",
+            "{\"a\":1,}",
+            "{\"a\" 1}",
+            "{a:1}",
+            "{\"a\":01}",
+            "{\"a\":1.}",
+            "{\"a\":.5}",
+            "{\"a\":1e}",
+            "{\"a\":1e+5}",
+            "{\"a\":-}",
+            "{\"a\":\"\\x\"}",
+            "{\"a\":\"\\ud800\"}",
+            "{\"a\":\"\\ud83d\\ude00\"}",
+            "{\"a\":\"\\u00e9\"}",
+            "{\"a\":tru}",
+            "{\"a\":\"\t\"}",
+            "{} x",
+            "{\"a\":[1,]}",
+            "{\"a\":[,1]}",
+            "",
+            "{",
+            "{\"a\":\"",
+            "{\"a\":\"\\udc00\"}",
+            "{\"a\":[[[[]]]]}",
+            "{\"a\":1}{}",
+        ];
+        for text in cases {
+            let ours = parse(text).is_ok();
+            let theirs = serde_json::from_str::<serde_json::Value>(text).is_ok();
+            assert_eq!(ours, theirs, "{text:?}");
+        }
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(200), "]".repeat(200));
+        assert!(parse(&deep).is_err());
+        assert!(serde_json::from_str::<serde_json::Value>(&deep).is_err());
     }
-    fn visit_u64<E>(self, v: u64) -> Result<Num, E> {
-        Ok(Num::UInt(v))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Num, E> {
-        Ok(u64::try_from(v).map_or(Num::Other, Num::UInt))
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Num, E> {
-        Ok(Num::Other)
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Num, E> {
-        Ok(Num::Other)
-    }
-    fn visit_unit<E>(self) -> Result<Num, E> {
-        Ok(Num::Other)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Num, E> {
-        Ok(Num::Other)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Num, A::Error> {
-        skip_seq(seq)?;
-        Ok(Num::Other)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Num, A::Error> {
-        skip_map(map)?;
-        Ok(Num::Other)
-    }
-}
 
-impl<'de> Deserialize<'de> for Num {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Num, D::Error> {
-        d.deserialize_any(NumVisitor)
+    #[test]
+    fn escapes_decode() {
+        let Top::Object(entries) = parse(r#"{"a\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00":3}"#).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(entries[0].0, "a\"\\/\u{8}\u{c}\n\r\té😀");
     }
-}
-
-/// Parses header text; the error keeps serde_json's line and column.
-pub(crate) fn parse(text: &str) -> Result<Top, serde_json::Error> {
-    serde_json::from_str(text)
 }

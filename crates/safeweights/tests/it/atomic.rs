@@ -34,7 +34,7 @@ fn child_write_past_file_size_limit() {
     }
     let target = Path::new(&dir).join("model.safetensors");
     let big = Owned::counting("big", Dtype::F32, &[512, 512]);
-    let err = write_file(&target, &refs(&[big.clone()]), None).unwrap_err();
+    let err = write_file(&target, &refs(std::slice::from_ref(&big)), None).unwrap_err();
     assert!(err.to_string().contains("model.safetensors"), "{err}");
 
     let mut w = StreamingWriter::create(
@@ -61,7 +61,7 @@ fn failed_writes_leave_nothing_and_keep_the_target() {
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("model.safetensors");
     let old = Owned::counting("old", Dtype::U8, &[16]);
-    write_file(&target, &refs(&[old.clone()]), None).unwrap();
+    write_file(&target, &refs(std::slice::from_ref(&old)), None).unwrap();
     let before = std::fs::read(&target).unwrap();
 
     let out = Command::new(std::env::current_exe().unwrap())

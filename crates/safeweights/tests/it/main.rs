@@ -1,4 +1,5 @@
 //! Integration tests of the format core, in one binary.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod atomic;
 mod corpus;
