@@ -66,6 +66,10 @@ pub enum Command {
     /// Merge a sharded checkpoint into one file.
     #[command(after_help = EXIT_CODES)]
     Merge(MergeArgs),
+    /// Find model files that can run code (pickle, TorchScript, Keras Lambda,
+    /// polyglots, archive tricks), by content; gate CI on a policy.
+    #[command(after_help = SCAN_EXIT_CODES)]
+    Scan(ScanArgs),
     /// Build a small sample model and walk through the toolkit step by step.
     #[command(after_help = EXIT_CODES)]
     Demo(DemoArgs),
@@ -145,6 +149,53 @@ pub struct MergeArgs {
     pub force: bool,
     #[command(flatten)]
     pub read: ReadArgs,
+}
+
+const SCAN_EXIT_CODES: &str = "\
+Exit codes:
+  0  no finding at or above --fail-on (default: medium)
+  1  findings at or above --fail-on
+  2  a path could not be scanned (missing, unreadable), or bad usage
+A closed output pipe (e.g. `| head`) ends the command quietly.";
+
+/// `safeweights scan`.
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// Files or folders to scan (folders recursively; archives are opened).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Output format; `--json` is the same as `--format json`.
+    #[arg(long, default_value = "human")]
+    pub format: safeweights_scan::OutputFormat,
+    /// Exit 1 when a finding is at or above this severity:
+    /// info, low, medium, high, critical.
+    #[arg(long, default_value = "medium")]
+    pub fail_on: safeweights_scan::Severity,
+    /// `safetensors-only`: every weights file that is not safetensors is a
+    /// finding, with the `safeweights convert` command that fixes it.
+    #[arg(long, default_value = "default")]
+    pub policy: safeweights_scan::Policy,
+    /// With `--policy safetensors-only`, also accept GGUF files.
+    #[arg(long)]
+    pub allow_gguf: bool,
+    /// With `--policy safetensors-only`, also accept ONNX files.
+    #[arg(long)]
+    pub allow_onnx: bool,
+    /// Hide findings below this severity in human output (still counted).
+    #[arg(long)]
+    pub min_severity: Option<safeweights_scan::Severity>,
+    /// Colors in human output: auto (when stdout is a terminal), always, never.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "always", "never"])]
+    pub color: String,
+    /// Deepest nesting of archives opened (zip in tar in zip...).
+    #[arg(long, default_value_t = 8)]
+    pub max_depth: usize,
+    /// Most archive members opened in all.
+    #[arg(long, default_value_t = 100_000)]
+    pub max_members: usize,
+    /// Most bytes decompressed in all (e.g. 1GB).
+    #[arg(long, default_value = "1GiB", value_parser = parse_size)]
+    pub max_expanded_bytes: u64,
 }
 
 /// `safeweights demo`.

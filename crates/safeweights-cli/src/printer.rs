@@ -96,6 +96,24 @@ impl Printer {
         Ok(())
     }
 
+    /// Text already rendered for the chosen format (human, JSON or SARIF):
+    /// written as is in every mode but quiet.
+    pub fn rendered(&mut self, text: &str) -> io::Result<()> {
+        if self.mode != Mode::Quiet {
+            self.out.write_all(text.as_bytes())?;
+            if !text.ends_with('\n') {
+                writeln!(self.out)?;
+            }
+            self.out.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Whether JSON was asked for with `--json`.
+    pub fn is_json(&self) -> bool {
+        self.mode == Mode::Json
+    }
+
     /// A table of human text: a header row and rows, columns padded.
     pub fn table(
         &mut self,

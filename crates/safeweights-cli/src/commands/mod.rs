@@ -6,6 +6,7 @@ pub mod diff;
 pub mod inspect;
 pub mod merge;
 pub mod reshard;
+pub mod scan;
 pub mod validate;
 
 use std::path::Path;
@@ -24,6 +25,7 @@ pub fn run(command: Command, printer: &mut Printer) -> anyhow::Result<Status> {
         Command::Diff(args) => diff::run(&args, printer),
         Command::Reshard(args) => reshard::run(&args, printer),
         Command::Merge(args) => merge::run(&args, printer),
+        Command::Scan(args) => scan::run(&args, printer),
         Command::Demo(args) => demo::run(&args, printer),
     }
 }

@@ -1,0 +1,49 @@
+//! `safeweights scan PATH...`: the scanner library renders; we print and
+//! turn its verdict into the exit status.
+
+use std::io::IsTerminal;
+
+use safeweights_scan::{HumanOptions, Limits, OutputFormat, ScanOptions};
+
+use crate::cli::ScanArgs;
+use crate::printer::Printer;
+use crate::Status;
+
+/// Scans the paths and prints the report in the chosen format.
+pub fn run(args: &ScanArgs, printer: &mut Printer) -> anyhow::Result<Status> {
+    let limits = Limits {
+        max_depth: args.max_depth,
+        max_members: args.max_members,
+        max_expanded_bytes: args.max_expanded_bytes,
+        ..Limits::default()
+    };
+    let options = ScanOptions::new()
+        .fail_on(args.fail_on)
+        .policy(args.policy)
+        .allow_gguf(args.allow_gguf)
+        .allow_onnx(args.allow_onnx)
+        .limits(limits);
+    let report = safeweights_scan::scan_paths(&args.paths, &options);
+    let format = if printer.is_json() {
+        OutputFormat::Json
+    } else {
+        args.format
+    };
+    let color = match args.color.as_str() {
+        "always" => true,
+        "never" => false,
+        _ => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+    };
+    let human = HumanOptions {
+        color,
+        min_severity: args.min_severity,
+    };
+    let mut text = Vec::new();
+    safeweights_scan::write_report(&report, format, &human, &mut text)?;
+    printer.rendered(&String::from_utf8_lossy(&text))?;
+    Ok(match options.exit_code(&report) {
+        0 => Status::Success,
+        1 => Status::Failure,
+        _ => Status::Error,
+    })
+}
