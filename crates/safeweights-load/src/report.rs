@@ -1,0 +1,78 @@
+//! What a load did: a serializable report.
+
+use serde::{Deserialize, Serialize};
+
+/// How a file's bytes were read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileMode {
+    /// Through the page cache only.
+    Buffered,
+    /// With `O_DIRECT` only.
+    Direct,
+    /// Some chunks each way (partly cached file in [`IoMode::Auto`](crate::IoMode::Auto)).
+    Mixed,
+    /// Through a [`safeweights::Source`] that is not a file.
+    Source,
+}
+
+/// Per file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileReport {
+    /// The file.
+    pub file: String,
+    /// How it was read.
+    pub mode: FileMode,
+    /// Bytes read through the page cache.
+    pub bytes_buffered: u64,
+    /// Bytes read with `O_DIRECT` (the planned bytes, not the aligned widening).
+    pub bytes_direct: u64,
+    /// Share of the file's pages in the page cache before the load, when checked ([`IoMode::Auto`](crate::IoMode::Auto)).
+    pub resident_fraction: Option<f64>,
+    /// Why direct reads were not (all) used, when they were wanted.
+    pub fallback: Option<String>,
+}
+
+/// What a load did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoadReport {
+    /// `cpu` or `cuda:N`.
+    pub device: String,
+    /// Tensors loaded.
+    pub tensors: usize,
+    /// Bytes loaded.
+    pub bytes: u64,
+    /// Wall time of the load (planning excluded, opening files included).
+    pub seconds: f64,
+    /// `bytes / seconds / 1e9`.
+    pub gb_per_s: f64,
+    /// Reader threads used.
+    pub threads: usize,
+    /// Chunk size used.
+    pub chunk_size: u64,
+    /// Number of reads (jobs) issued.
+    pub reads: usize,
+    /// Per file.
+    pub files: Vec<FileReport>,
+}
+
+impl LoadReport {
+    pub(crate) fn new(device: String, prep: &crate::engine::Prepared<'_>, seconds: f64) -> Self {
+        let bytes = prep.plan.total_bytes();
+        LoadReport {
+            device,
+            tensors: prep.plan.len(),
+            bytes,
+            seconds,
+            gb_per_s: if seconds > 0.0 {
+                bytes as f64 / seconds / 1e9
+            } else {
+                0.0
+            },
+            threads: prep.threads,
+            chunk_size: prep.chunk,
+            reads: prep.jobs.len(),
+            files: prep.file_reports(),
+        }
+    }
+}

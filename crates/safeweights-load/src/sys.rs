@@ -1,0 +1,310 @@
+//! Operating-system pieces: positioned and scattered reads, `O_DIRECT`,
+//! page-cache residency and eviction, page-aligned memory.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::io::AsRawFd;
+use std::path::Path;
+use std::ptr::NonNull;
+
+/// Alignment of direct reads: offsets, lengths and buffer addresses.
+pub(crate) const DIRECT_ALIGN: u64 = 4096;
+
+/// Most iovecs one `preadv` takes (`IOV_MAX` on Linux).
+pub(crate) const MAX_IOV: usize = 1024;
+
+/// Opens `path` for `O_DIRECT` reads, or says why not.
+#[cfg(target_os = "linux")]
+pub(crate) fn open_direct(path: &Path) -> io::Result<File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+}
+
+/// Opens `path` for `O_DIRECT` reads, or says why not.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn open_direct(_path: &Path) -> io::Result<File> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "O_DIRECT is Linux-only here",
+    ))
+}
+
+/// Reads into `buf` at `offset` until it is full or the file ends; returns
+/// the bytes read. Retries on `EINTR`.
+pub(crate) fn pread_some(file: &File, mut offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+    let mut done = 0usize;
+    while done < buf.len() {
+        let rest = &mut buf[done..];
+        // SAFETY: `rest` is a valid writable buffer of `rest.len()` bytes for
+        // the duration of the call, and the descriptor is open.
+        let n = unsafe {
+            libc::pread(
+                file.as_raw_fd(),
+                rest.as_mut_ptr().cast(),
+                rest.len(),
+                offset as libc::off_t,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            break;
+        }
+        done += n as usize;
+        offset += n as u64;
+    }
+    Ok(done)
+}
+
+/// A destination span for a scattered read.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Span {
+    pub ptr: *mut u8,
+    pub len: usize,
+}
+
+/// Reads `spans` in order from consecutive file bytes starting at `offset`
+/// with `preadv`. On failure returns how many bytes were read before it.
+///
+/// # Safety
+/// Every span must be valid for writes of its length, not aliased by any
+/// other live reference, for the duration of the call.
+pub(crate) unsafe fn preadv_all(
+    file: &File,
+    offset: u64,
+    spans: &[Span],
+) -> Result<(), (u64, io::Error)> {
+    let mut iov: Vec<libc::iovec> = spans
+        .iter()
+        .filter(|s| s.len > 0)
+        .map(|s| libc::iovec {
+            iov_base: s.ptr.cast(),
+            iov_len: s.len,
+        })
+        .collect();
+    let mut first = 0usize;
+    let mut done = 0u64;
+    while first < iov.len() {
+        let count = (iov.len() - first).min(MAX_IOV);
+        // SAFETY: the iovecs point at spans the caller guarantees writable
+        // and unaliased; `count` is within the vector.
+        let n = unsafe {
+            libc::preadv(
+                file.as_raw_fd(),
+                iov.as_ptr().add(first),
+                count as libc::c_int,
+                (offset + done) as libc::off_t,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err((done, e));
+        }
+        if n == 0 {
+            return Err((
+                done,
+                io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "file ended before the planned bytes (truncated after planning?)",
+                ),
+            ));
+        }
+        let mut n = n as usize;
+        done += n as u64;
+        while n > 0 && first < iov.len() {
+            let v = &mut iov[first];
+            if n >= v.iov_len {
+                n -= v.iov_len;
+                first += 1;
+            } else {
+                // SAFETY: advancing within the same span, `n < iov_len`.
+                v.iov_base = unsafe { v.iov_base.cast::<u8>().add(n).cast() };
+                v.iov_len -= n;
+                n = 0;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Page-aligned, zero-initialised heap memory (for direct-I/O bounce buffers).
+pub(crate) struct AlignedBuf {
+    ptr: NonNull<u8>,
+    layout: std::alloc::Layout,
+}
+
+// SAFETY: the buffer is plain owned memory; access goes through &/&mut self.
+unsafe impl Send for AlignedBuf {}
+
+impl AlignedBuf {
+    pub(crate) fn new(len: usize) -> Option<Self> {
+        let layout = std::alloc::Layout::from_size_align(len.max(1), DIRECT_ALIGN as usize).ok()?;
+        // SAFETY: the layout has a non-zero size.
+        let ptr = NonNull::new(unsafe { std::alloc::alloc_zeroed(layout) })?;
+        Some(AlignedBuf { ptr, layout })
+    }
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: `ptr` owns `layout.size()` initialised bytes; `&mut self` is unique.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.layout.size()) }
+    }
+}
+
+impl Drop for AlignedBuf {
+    fn drop(&mut self) {
+        // SAFETY: allocated with this layout in `new`.
+        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), self.layout) }
+    }
+}
+
+/// Zero-filled anonymous memory, page-aligned, that the kernel populates on
+/// first touch (no up-front zeroing pass); transparent huge pages are
+/// requested for large sizes. Dereferences to `[u8]`.
+pub struct HostBuffer {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: owned anonymous memory, accessed through &/&mut self.
+unsafe impl Send for HostBuffer {}
+// SAFETY: shared access only reads.
+unsafe impl Sync for HostBuffer {}
+
+impl HostBuffer {
+    /// Maps `len` zero bytes.
+    pub fn zeroed(len: usize) -> io::Result<Self> {
+        if len == 0 {
+            return Ok(HostBuffer {
+                ptr: NonNull::dangling(),
+                len: 0,
+            });
+        }
+        // SAFETY: anonymous private mapping with no address hint; checked below.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        #[cfg(target_os = "linux")]
+        if len >= 4 << 20 {
+            // SAFETY: advisory only, on the mapping just made.
+            unsafe { libc::madvise(p, len, libc::MADV_HUGEPAGE) };
+        }
+        let ptr = NonNull::new(p.cast()).ok_or_else(io::Error::last_os_error)?;
+        Ok(HostBuffer { ptr, len })
+    }
+}
+
+impl std::ops::Deref for HostBuffer {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: `ptr` maps `len` readable bytes (or is dangling with len 0).
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl std::ops::DerefMut for HostBuffer {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `deref`, and `&mut self` is unique.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl std::fmt::Debug for HostBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostBuffer")
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+impl Drop for HostBuffer {
+    fn drop(&mut self) {
+        if self.len > 0 {
+            // SAFETY: unmapping exactly the mapping made in `zeroed`.
+            unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+        }
+    }
+}
+
+/// Which pages of a file are in the page cache: one bool per page of
+/// `page_size()` bytes (`mincore` on a temporary mapping).
+pub fn page_residency(path: &Path) -> io::Result<Vec<bool>> {
+    let file = File::open(path)?;
+    let len = file.metadata()?.len() as usize;
+    if len == 0 {
+        return Ok(Vec::new());
+    }
+    // SAFETY: a read-only shared mapping of an open file; only `mincore`
+    // inspects it and it is unmapped before returning (no page is touched).
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    let page = page_size();
+    let mut vec = vec![0u8; len.div_ceil(page)];
+    // SAFETY: `vec` has one byte per page of the mapping.
+    let rc = unsafe { libc::mincore(p, len, vec.as_mut_ptr().cast()) };
+    let err = io::Error::last_os_error();
+    // SAFETY: unmapping the mapping made above.
+    unsafe { libc::munmap(p, len) };
+    if rc != 0 {
+        return Err(err);
+    }
+    Ok(vec.into_iter().map(|b| b & 1 == 1).collect())
+}
+
+/// The page size.
+pub fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if n > 0 {
+        n as usize
+    } else {
+        4096
+    }
+}
+
+/// Asks the kernel to drop a file's clean pages from the page cache
+/// (`posix_fadvise(POSIX_FADV_DONTNEED)`): the unprivileged way to make a
+/// file "cold" for a benchmark. Pages mapped by a process stay.
+pub fn evict_from_page_cache(path: &Path) -> io::Result<()> {
+    let file = File::open(path)?;
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: advisory call on an open descriptor.
+        let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+    }
+    drop(file);
+    Ok(())
+}
