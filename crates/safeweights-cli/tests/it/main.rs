@@ -652,3 +652,69 @@ fn demo_passes() {
         r.stdout
     );
 }
+
+/// A protocol-2 pickle calling `os.system("echo pwned")`, written byte by byte.
+fn malicious_pickle() -> Vec<u8> {
+    let mut p = vec![0x80, 0x02];
+    p.extend_from_slice(b"cposix\nsystem\n");
+    p.extend_from_slice(&[b'X', 10, 0, 0, 0]);
+    p.extend_from_slice(b"echo pwned");
+    p.extend_from_slice(&[0x85, b'R', b'.']);
+    p
+}
+
+#[test]
+fn scan_exit_codes_follow_the_threshold() {
+    let (dir, model) = sample_dir();
+    let ok = run(dir.path(), &["scan", model.to_str().unwrap()]);
+    assert_eq!(ok.code, 0, "{}{}", ok.stdout, ok.stderr);
+
+    // Named like weights, but a pickle that runs a command: found by content.
+    let evil = dir.path().join("weights.safetensors");
+    std::fs::write(&evil, malicious_pickle()).unwrap();
+    let bad = run(dir.path(), &["scan", "--json", evil.to_str().unwrap()]);
+    assert_eq!(bad.code, 1, "{}{}", bad.stdout, bad.stderr);
+    let report = json(&bad);
+    let findings = report["findings"].as_array().unwrap();
+    assert!(
+        findings
+            .iter()
+            .any(|f| f["severity"] == "critical" && f["rule"] == "pickle.global.critical"),
+        "{report:#}"
+    );
+    // Above the threshold only: --fail-on critical still fails, nothing else changes it.
+    let crit = run(dir.path(), &["scan", "--fail-on", "critical", evil.to_str().unwrap()]);
+    assert_eq!(crit.code, 1);
+
+    let sarif = run(dir.path(), &["scan", "--format", "sarif", evil.to_str().unwrap()]);
+    let sarif: Value = serde_json::from_str(&sarif.stdout).unwrap();
+    assert_eq!(sarif["version"], "2.1.0");
+
+    let missing = run(dir.path(), &["scan", "nope.bin"]);
+    assert_eq!(missing.code, 2, "{}{}", missing.stdout, missing.stderr);
+}
+
+#[test]
+fn scan_policy_safetensors_only_suggests_convert() {
+    let (dir, model) = sample_dir();
+    let npy = dir.path().join("arr.npy");
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    let header = "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }";
+    let mut h = header.to_owned();
+    while (10 + h.len() + 1) % 64 != 0 {
+        h.push(' ');
+    }
+    h.push('\n');
+    bytes.extend_from_slice(&(h.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(h.as_bytes());
+    bytes.extend_from_slice(&[0; 8]);
+    std::fs::write(&npy, bytes).unwrap();
+    let plain = run(dir.path(), &["scan", npy.to_str().unwrap()]);
+    assert_eq!(plain.code, 0, "{}", plain.stdout);
+    let gate = run(
+        dir.path(),
+        &["scan", "--policy", "safetensors-only", npy.to_str().unwrap(), model.to_str().unwrap()],
+    );
+    assert_eq!(gate.code, 1, "{}", gate.stdout);
+    assert!(gate.stdout.contains("safeweights convert"), "{}", gate.stdout);
+}
