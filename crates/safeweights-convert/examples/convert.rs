@@ -32,7 +32,14 @@ fn main() {
         std::process::exit(2);
     };
     match convert(src, dst, &opts) {
-        Ok(s) => println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default()),
+        Ok(s) => {
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stdout(),
+                "{}",
+                serde_json::to_string_pretty(&s).unwrap_or_default()
+            );
+        }
         Err(e) => {
             eprintln!("error: {e}");
             std::process::exit(1);
