@@ -307,7 +307,7 @@ pub(crate) fn write_header(descr: &str, shape: &[usize]) -> Vec<u8> {
         ),
     };
     let mut dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {dims}, }}");
-    let v1 = 10 + dict.len() + 1 <= 65535 + 10;
+    let v1 = (10 + dict.len() + 1).div_ceil(64) * 64 - 10 <= 65535;
     let prefix = if v1 { 10 } else { 12 };
     let total = (prefix + dict.len() + 1).div_ceil(64) * 64;
     while prefix + dict.len() + 1 < total {

@@ -227,6 +227,9 @@ pub(crate) fn clarify(path: &Path, e: safeweights_pickle::Error) -> ConvertError
     ConvertError::Pickle(e)
 }
 
+/// A view's identity: storage offset, shape, strides, dtype.
+type ViewKey<'a> = (u64, &'a [u64], &'a [u64], TorchDtype);
+
 /// Decides which tensor names are dropped as aliases: within a storage,
 /// tensors whose byte ranges overlap form a group (as the reference's
 /// `_find_shared_tensors` does); among exact aliases (same dtype, offset,
@@ -277,7 +280,7 @@ fn dedup(
                 continue;
             }
             // exact alias groups
-            let mut groups: HashMap<(u64, &[u64], &[u64], TorchDtype), Vec<usize>> = HashMap::new();
+            let mut groups: HashMap<ViewKey<'_>, Vec<usize>> = HashMap::new();
             for &i in &cluster {
                 let t = &tensors[i].tensor;
                 groups
