@@ -414,7 +414,10 @@ impl SafetensorsSource {
         let mut entries = Vec::new();
         let mut loc = Vec::new();
         for (fi, p) in paths.iter().enumerate() {
-            let f = SafeTensorsFile::open(p)?;
+            // positioned reads, not a memory map: resident memory stays small
+            let f = safeweights::OpenOptions::new()
+                .backend(safeweights::Backend::Pread)
+                .open(p)?;
             let mut infos: Vec<_> = f.header().tensors().to_vec();
             infos.sort_by_key(|t| t.data_offsets.0);
             for t in infos {
