@@ -59,6 +59,9 @@ impl<W: Write + Seek> ZipWriter<W> {
         if self.open.is_some() {
             return Err(io::Error::other("previous zip entry not finished"));
         }
+        if name.len() > usize::from(u16::MAX) - 1 {
+            return Err(io::Error::other("zip entry name longer than 65534 bytes"));
+        }
         let zip64 = size >= U32_MAX;
         let mut h = Vec::with_capacity(30 + name.len() + 128);
         le32(&mut h, 0x0403_4b50);
