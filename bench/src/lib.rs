@@ -58,7 +58,9 @@ pub fn python() -> PathBuf {
 
 /// Runs a peer script and parses the JSON object it prints last.
 pub fn run_peer(script: &str, args: &[String]) -> anyhow::Result<serde_json::Value> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("peers").join(script);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("peers")
+        .join(script);
     let out = Command::new(python()).arg(path).args(args).output()?;
     if !out.status.success() {
         anyhow::bail!(

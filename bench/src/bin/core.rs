@@ -46,7 +46,10 @@ fn main() -> anyhow::Result<()> {
         let f = SafeTensorsFile::open(&many).unwrap();
         assert_eq!(f.names().len(), 10_000);
     });
-    let peer = run_peer("reference_core.py", &["open".into(), many.display().to_string()])?;
+    let peer = run_peer(
+        "reference_core.py",
+        &["open".into(), many.display().to_string()],
+    )?;
     let theirs = Duration::from_secs_f64(peer["seconds"].as_f64().unwrap_or(f64::NAN));
     row("open + list 10,000 tensors", ours, theirs, "reference");
 
@@ -74,10 +77,20 @@ fn main() -> anyhow::Result<()> {
     drop(big);
     let peer = run_peer(
         "reference_core.py",
-        &["write".into(), dir.join("big_ref.safetensors").display().to_string(), count.to_string(), chunk.to_string()],
+        &[
+            "write".into(),
+            dir.join("big_ref.safetensors").display().to_string(),
+            count.to_string(),
+            chunk.to_string(),
+        ],
     )?;
     let theirs_write = Duration::from_secs_f64(peer["seconds"].as_f64().unwrap_or(f64::NAN));
-    row(&format!("write {:.1} GB (+fsync)", bytes as f64 / 1e9), ours_write, theirs_write, "reference");
+    row(
+        &format!("write {:.1} GB (+fsync)", bytes as f64 / 1e9),
+        ours_write,
+        theirs_write,
+        "reference",
+    );
     println!(
         "{:<44} safeweights {:>7.2} GB/s   reference {:>7.2} GB/s",
         "",
@@ -95,9 +108,17 @@ fn main() -> anyhow::Result<()> {
         }
         assert_eq!(sum as u64, bytes);
     });
-    let peer = run_peer("reference_core.py", &["read".into(), big_path.display().to_string()])?;
+    let peer = run_peer(
+        "reference_core.py",
+        &["read".into(), big_path.display().to_string()],
+    )?;
     let theirs_read = Duration::from_secs_f64(peer["seconds"].as_f64().unwrap_or(f64::NAN));
-    row(&format!("read {:.1} GB into memory (warm)", bytes as f64 / 1e9), ours_read, theirs_read, "reference");
+    row(
+        &format!("read {:.1} GB into memory (warm)", bytes as f64 / 1e9),
+        ours_read,
+        theirs_read,
+        "reference",
+    );
     println!(
         "{:<44} safeweights {:>7.2} GB/s   reference {:>7.2} GB/s",
         "",
@@ -120,12 +141,23 @@ fn main() -> anyhow::Result<()> {
         }
         assert_eq!(sum as u64, bytes);
     });
-    row(&format!("read {:.1} GB into memory (pread backend)", bytes as f64 / 1e9), ours_pread, theirs_read, "reference");
+    row(
+        &format!(
+            "read {:.1} GB into memory (pread backend)",
+            bytes as f64 / 1e9
+        ),
+        ours_pread,
+        theirs_read,
+        "reference",
+    );
 
     // Context: this machine's single-thread memcpy bandwidth.
     let mut dst = vec![0u8; payload.len()];
     let copy = median(5, || dst.copy_from_slice(&payload));
-    println!("\nmemcpy (1 thread): {:.2} GB/s", gbps(payload.len() as u64, copy));
+    println!(
+        "\nmemcpy (1 thread): {:.2} GB/s",
+        gbps(payload.len() as u64, copy)
+    );
     for p in ["many.safetensors", "big.safetensors", "big_ref.safetensors"] {
         let _ = std::fs::remove_file(dir.join(p));
     }

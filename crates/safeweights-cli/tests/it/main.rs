@@ -683,10 +683,16 @@ fn scan_exit_codes_follow_the_threshold() {
         "{report:#}"
     );
     // Above the threshold only: --fail-on critical still fails, nothing else changes it.
-    let crit = run(dir.path(), &["scan", "--fail-on", "critical", evil.to_str().unwrap()]);
+    let crit = run(
+        dir.path(),
+        &["scan", "--fail-on", "critical", evil.to_str().unwrap()],
+    );
     assert_eq!(crit.code, 1);
 
-    let sarif = run(dir.path(), &["scan", "--format", "sarif", evil.to_str().unwrap()]);
+    let sarif = run(
+        dir.path(),
+        &["scan", "--format", "sarif", evil.to_str().unwrap()],
+    );
     let sarif: Value = serde_json::from_str(&sarif.stdout).unwrap();
     assert_eq!(sarif["version"], "2.1.0");
 
@@ -713,8 +719,18 @@ fn scan_policy_safetensors_only_suggests_convert() {
     assert_eq!(plain.code, 0, "{}", plain.stdout);
     let gate = run(
         dir.path(),
-        &["scan", "--policy", "safetensors-only", npy.to_str().unwrap(), model.to_str().unwrap()],
+        &[
+            "scan",
+            "--policy",
+            "safetensors-only",
+            npy.to_str().unwrap(),
+            model.to_str().unwrap(),
+        ],
     );
     assert_eq!(gate.code, 1, "{}", gate.stdout);
-    assert!(gate.stdout.contains("safeweights convert"), "{}", gate.stdout);
+    assert!(
+        gate.stdout.contains("safeweights convert"),
+        "{}",
+        gate.stdout
+    );
 }

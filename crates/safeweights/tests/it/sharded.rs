@@ -45,7 +45,12 @@ fn index_inconsistencies_are_errors() {
     let dir = tempfile::tempdir().unwrap();
     let a = Owned::counting("a", Dtype::U8, &[4]);
     let b = Owned::counting("b", Dtype::U8, &[4]);
-    write_file(dir.path().join("s1.safetensors"), &refs(std::slice::from_ref(&a)), None).unwrap();
+    write_file(
+        dir.path().join("s1.safetensors"),
+        &refs(std::slice::from_ref(&a)),
+        None,
+    )
+    .unwrap();
     write_file(
         dir.path().join("s2.safetensors"),
         &refs(&[a.clone(), b.clone()]),
