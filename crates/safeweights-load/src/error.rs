@@ -63,7 +63,7 @@ pub enum LoadError {
     #[error("CUDA is unavailable: {0}")]
     CudaUnavailable(String),
     /// A CUDA call failed.
-    #[error("{file}: tensor {tensor:?}: {call} failed: {message} (cudaError {code})")]
+    #[error("{}{call} failed: {message} (cudaError {code})", context(file, tensor))]
     Cuda {
         /// The file being loaded ("" outside a load).
         file: String,
@@ -79,4 +79,13 @@ pub enum LoadError {
     /// A worker thread panicked.
     #[error("a loader thread panicked: {0}")]
     Panic(String),
+}
+
+fn context(file: &str, tensor: &str) -> String {
+    match (file.is_empty(), tensor.is_empty()) {
+        (true, true) => String::new(),
+        (false, true) => format!("{file}: "),
+        (true, false) => format!("tensor {tensor:?}: "),
+        (false, false) => format!("{file}: tensor {tensor:?}: "),
+    }
 }

@@ -42,6 +42,7 @@ mod engine;
 mod error;
 mod options;
 mod plan;
+mod quick;
 mod report;
 mod sys;
 
@@ -52,5 +53,6 @@ pub use cpu::{
 pub use error::LoadError;
 pub use options::{IoMode, LoadOptions};
 pub use plan::{LoadPlan, PlanFile, PlannedTensor};
+pub use quick::{load_path, Device};
 pub use report::{FileMode, FileReport, LoadReport};
 pub use sys::{evict_from_page_cache, page_residency, page_size, HostBuffer};

@@ -510,3 +510,36 @@ fn cuda_unavailable_is_a_clean_error() {
         }
     }
 }
+
+/// Runs only where a GPU and libcudart are present (see bench/gpu/README.md).
+#[test]
+fn cuda_load_is_byte_identical_when_a_gpu_is_present() {
+    let Ok(cuda) = safeweights_load::cuda::Cuda::load() else {
+        return; // No GPU here: skipped.
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("many.safetensors");
+    let specs: Vec<_> = (0..3000)
+        .map(|i| (format!("t{i}"), Dtype::BF16, vec![i % 13 + 1, 77]))
+        .chain([("big".to_owned(), Dtype::F32, vec![1500, 1001])])
+        .collect();
+    write(&path, &specs);
+    let file = SafeTensorsFile::open(&path).unwrap();
+    for mode in MODES {
+        let plan = LoadPlan::for_file(&file);
+        let loaded = safeweights_load::cuda::load_to_cuda(&cuda, 0, plan, &opts(mode)).unwrap();
+        for (i, t) in loaded.plan().tensors().iter().enumerate() {
+            assert!(loaded.to_host(i).unwrap() == file.tensor(t.name()).unwrap().data());
+        }
+    }
+    // A tensor-parallel slice plan onto the device.
+    let mut plan = LoadPlan::new();
+    let idx = [SliceIndex::FULL, SliceIndex::range(250, 500)];
+    plan.add_slice(&file, "big", &idx).unwrap();
+    let loaded =
+        safeweights_load::cuda::load_to_cuda(&cuda, 0, plan, &opts(IoMode::Direct)).unwrap();
+    assert_eq!(
+        loaded.to_host(0).unwrap(),
+        file.read_slice("big", &idx).unwrap().1
+    );
+}
