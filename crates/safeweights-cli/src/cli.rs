@@ -70,6 +70,11 @@ pub enum Command {
     /// polyglots, archive tricks), by content; gate CI on a policy.
     #[command(after_help = SCAN_EXIT_CODES)]
     Scan(ScanArgs),
+    /// Convert pickle (torch .bin/.pt/.pth/.ckpt) and NumPy (.npy/.npz)
+    /// checkpoints and Hugging Face folders to safetensors, and back, without
+    /// running any code from them; every tensor is verified after writing.
+    #[command(after_help = EXIT_CODES)]
+    Convert(ConvertArgs),
     /// Build a small sample model and walk through the toolkit step by step.
     #[command(after_help = EXIT_CODES)]
     Demo(DemoArgs),
@@ -196,6 +201,30 @@ pub struct ScanArgs {
     /// Most bytes decompressed in all (e.g. 1GB).
     #[arg(long, default_value = "1GiB", value_parser = parse_size)]
     pub max_expanded_bytes: u64,
+}
+
+/// `safeweights convert`.
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    /// .bin/.pt/.pth/.ckpt (zip or legacy), .npy/.npz, .safetensors, or a
+    /// Hugging Face model folder. Identified by content, never modified.
+    pub src: PathBuf,
+    /// .safetensors, .bin/.pt/.pth/.ckpt (a torch zip that
+    /// `torch.load(weights_only=True)` reads), .npz, or an output folder.
+    pub dst: PathBuf,
+    /// Write tensors sharing a storage as separate copies instead of keeping
+    /// one name and recording the aliases in metadata.
+    #[arg(long)]
+    pub keep_shared: bool,
+    /// Keep non-tensor values (epoch, step, config...) as JSON in `__metadata__`.
+    #[arg(long)]
+    pub metadata_leaves: bool,
+    /// Split the output into shards of at most this size (e.g. 5GB).
+    #[arg(long, value_parser = parse_size)]
+    pub max_shard_size: Option<u64>,
+    /// Replace an existing destination.
+    #[arg(long)]
+    pub overwrite: bool,
 }
 
 /// `safeweights demo`.

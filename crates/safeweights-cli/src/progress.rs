@@ -22,6 +22,11 @@ impl Bar {
         Bar(Some(bar))
     }
 
+    /// A handle that can move to another thread's callback.
+    pub fn handle(&self) -> Option<ProgressBar> {
+        self.0.clone()
+    }
+
     /// Adds `n` bytes.
     pub fn inc(&self, n: u64) {
         if let Some(bar) = &self.0 {

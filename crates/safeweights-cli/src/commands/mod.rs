@@ -1,6 +1,7 @@
 //! One module per subcommand. Each takes its arguments and the printer, calls
 //! the library, and returns the exit [`Status`].
 
+pub mod convert;
 pub mod demo;
 pub mod diff;
 pub mod inspect;
@@ -26,6 +27,7 @@ pub fn run(command: Command, printer: &mut Printer) -> anyhow::Result<Status> {
         Command::Reshard(args) => reshard::run(&args, printer),
         Command::Merge(args) => merge::run(&args, printer),
         Command::Scan(args) => scan::run(&args, printer),
+        Command::Convert(args) => convert::run(&args, printer),
         Command::Demo(args) => demo::run(&args, printer),
     }
 }

@@ -734,3 +734,79 @@ fn scan_policy_safetensors_only_suggests_convert() {
         gate.stdout
     );
 }
+
+fn pickle_fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../safeweights-pickle/tests/fixtures")
+        .join(name)
+}
+
+#[test]
+fn convert_torch_checkpoint_then_validate_and_scan() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("nested.safetensors");
+    let src = pickle_fixture("nested.pt");
+    let before = std::fs::read(&src).unwrap();
+    let conv = run(
+        dir.path(),
+        &[
+            "--json",
+            "convert",
+            src.to_str().unwrap(),
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(conv.code, 0, "{}{}", conv.stdout, conv.stderr);
+    let summary = json(&conv);
+    assert_eq!(summary["verified"], true);
+    assert!(summary["tensors"].as_u64().unwrap() > 0);
+    assert_eq!(std::fs::read(&src).unwrap(), before, "source modified");
+    let valid = run(dir.path(), &["validate", out.to_str().unwrap()]);
+    assert_eq!(valid.code, 0, "{}", valid.stdout);
+    let scan = run(dir.path(), &["scan", out.to_str().unwrap()]);
+    assert_eq!(scan.code, 0, "{}", scan.stdout);
+    // Refuses to overwrite without --overwrite.
+    let again = run(
+        dir.path(),
+        &["convert", src.to_str().unwrap(), out.to_str().unwrap()],
+    );
+    assert_eq!(again.code, 2, "{}{}", again.stdout, again.stderr);
+}
+
+#[test]
+fn convert_refuses_code_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    // A torch zip archive whose data.pkl calls os.system.
+    let evil = dir.path().join("model.bin");
+    let mut zip = safeweights_convert::zipw::ZipWriter::new(std::fs::File::create(&evil).unwrap());
+    zip.entry("archive/data.pkl", &malicious_pickle()).unwrap();
+    zip.entry("archive/version", b"3\n").unwrap();
+    zip.finish().unwrap();
+    let out = dir.path().join("model.safetensors");
+    let conv = run(
+        dir.path(),
+        &["convert", evil.to_str().unwrap(), out.to_str().unwrap()],
+    );
+    assert_ne!(conv.code, 0);
+    assert!(
+        conv.stderr.contains("posix") || conv.stderr.contains("system"),
+        "{}",
+        conv.stderr
+    );
+    assert!(!out.exists());
+    let script = run(
+        dir.path(),
+        &[
+            "convert",
+            pickle_fixture("torchscript.pt").to_str().unwrap(),
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_ne!(script.code, 0);
+    assert!(
+        script.stderr.to_lowercase().contains("torchscript"),
+        "{}",
+        script.stderr
+    );
+    assert!(!out.exists());
+}
