@@ -71,6 +71,16 @@ pub const STEPS: &[Step] = &[
         title: "Corrupt copies and watch validate catch each one",
         run: step_corrupt,
     },
+    Step {
+        name: "scan",
+        title: "Scan a folder of incoming checkpoints for code, by content",
+        run: step_scan,
+    },
+    Step {
+        name: "convert",
+        title: "Convert the pickle checkpoint to safetensors, without running it",
+        run: step_convert,
+    },
 ];
 
 /// Where the walk works, and the checks of the current step.
@@ -893,6 +903,171 @@ fn step_corrupt(ctx: &mut Ctx, p: &mut Printer) -> anyhow::Result<Value> {
         details.push(json!({ "file": c.name, "expected": c.rule, "error": outcome.error }));
     }
     Ok(Value::Array(details))
+}
+
+// ------------------------------------------------- scan and convert
+
+/// A protocol-2 pickle that calls `os.system(...)` when unpickled.
+fn malicious_pickle() -> Vec<u8> {
+    let mut p = vec![0x80, 0x02];
+    p.extend_from_slice(b"cposix\nsystem\n");
+    let cmd = b"echo this would run on torch.load";
+    p.push(b'X');
+    p.extend_from_slice(&(cmd.len() as u32).to_le_bytes());
+    p.extend_from_slice(cmd);
+    p.extend_from_slice(&[0x85, b'R', b'.']);
+    p
+}
+
+fn incoming_dir(ctx: &Ctx) -> PathBuf {
+    ctx.path("incoming")
+}
+
+fn step_scan(ctx: &mut Ctx, p: &mut Printer) -> anyhow::Result<Value> {
+    use safeweights_scan::{scan_paths, Policy, ScanOptions, Severity};
+
+    let dir = incoming_dir(ctx);
+    std::fs::create_dir_all(&dir).with_context(|| format!("{}", dir.display()))?;
+    // A real PyTorch checkpoint of the sample (the torch zip format, as
+    // `torch.save` writes it), made by converting the safetensors file back.
+    let bin = dir.join("pytorch_model.bin");
+    safeweights_convert::convert(
+        ctx.original(),
+        &bin,
+        &safeweights_convert::ConvertOptions::new().overwrite(true),
+    )?;
+    // And a look-alike whose pickle runs a shell command when loaded, named
+    // like a harmless weights file.
+    let evil = dir.join("adapter_model.safetensors");
+    let mut zip = safeweights_convert::zipw::ZipWriter::new(
+        std::fs::File::create(&evil).with_context(|| format!("{}", evil.display()))?,
+    );
+    zip.entry("archive/data.pkl", &malicious_pickle())?;
+    zip.entry("archive/version", b"3\n")?;
+    zip.finish()?;
+    p.line(format_args!(
+        "  {}: a PyTorch checkpoint (pickle inside a zip)",
+        bin.display()
+    ))?;
+    p.line(format_args!(
+        "  {}: named .safetensors, but a PyTorch zip whose pickle calls os.system",
+        evil.display()
+    ))?;
+
+    p.line(format_args!("  $ safeweights scan {}", dir.display()))?;
+    let options = ScanOptions::new();
+    let report = scan_paths(&[&dir], &options);
+    let text = safeweights_scan::render_human(&report, &Default::default());
+    p.indented(4, |p| p.line(text.trim_end()))?;
+    let critical = report
+        .findings
+        .iter()
+        .any(|f| f.severity == Severity::Critical && f.file.contains("adapter_model"));
+    ctx.check(
+        p,
+        critical,
+        "the disguised pickle is critical (os.system), found by content",
+    )?;
+    let benign_max = report
+        .findings
+        .iter()
+        .filter(|f| f.file.contains("pytorch_model.bin"))
+        .map(|f| f.severity)
+        .max();
+    ctx.check(
+        p,
+        benign_max <= Some(Severity::Info),
+        "the real checkpoint's pickle uses only allow-listed tensor globals (info)",
+    )?;
+    ctx.check(
+        p,
+        options.exit_code(&report) == 1,
+        "exit code 1: a CI job would fail",
+    )?;
+
+    p.line(format_args!(
+        "  $ safeweights scan --policy safetensors-only {}",
+        bin.display()
+    ))?;
+    let policy = ScanOptions::new().policy(Policy::SafetensorsOnly);
+    let gated = scan_paths(&[&bin], &policy);
+    let fix = gated.findings.iter().find_map(|f| f.fix.clone());
+    if let Some(fix) = &fix {
+        p.line(format_args!("    fix: {fix}"))?;
+    }
+    ctx.check(
+        p,
+        policy.exit_code(&gated) == 1
+            && fix
+                .as_deref()
+                .is_some_and(|f| f.contains("safeweights convert")),
+        "the safetensors-only policy fails it and says how to convert",
+    )?;
+    Ok(json!({
+        "findings": report.findings.len(),
+        "critical": critical,
+        "highest": report.highest().map(|s| s.as_str()),
+    }))
+}
+
+fn step_convert(ctx: &mut Ctx, p: &mut Printer) -> anyhow::Result<Value> {
+    use safeweights_convert::{convert, ConvertOptions};
+
+    let dir = incoming_dir(ctx);
+    let bin = dir.join("pytorch_model.bin");
+    let out = ctx.path("converted/model.safetensors");
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("{}", parent.display()))?;
+    }
+    p.line(format_args!(
+        "  $ safeweights convert {} {}",
+        bin.display(),
+        out.display()
+    ))?;
+    let before = std::fs::read(&bin)?;
+    let summary = convert(&bin, &out, &ConvertOptions::new().overwrite(true))?;
+    p.indented(4, |p| super::convert::print_summary(&summary, p))?;
+    ctx.check(
+        p,
+        summary.verified,
+        "every tensor read back and compared bit for bit",
+    )?;
+    ctx.check(p, std::fs::read(&bin)? == before, "the source is untouched")?;
+
+    let original = Checkpoint::open(ctx.original())?;
+    let converted = Checkpoint::open(&out)?;
+    let report = diff::compare("original", &original, "converted", &converted, &mut |_| {})?;
+    ctx.check(
+        p,
+        report.equal,
+        "safetensors → torch .bin → safetensors: diff equal to the original",
+    )?;
+
+    let evil = dir.join("adapter_model.safetensors");
+    let refused_out = ctx.path("converted/adapter_model.safetensors");
+    p.line(format_args!(
+        "  $ safeweights convert {} {}",
+        evil.display(),
+        refused_out.display()
+    ))?;
+    let refused = convert(&evil, &refused_out, &ConvertOptions::new());
+    let message = match &refused {
+        Err(e) => e.to_string(),
+        Ok(_) => String::new(),
+    };
+    p.line(format_args!("    error: {message}"))?;
+    ctx.check(
+        p,
+        refused.is_err() && message.contains("posix") && !refused_out.exists(),
+        "refused, naming the global; nothing written; nothing ran",
+    )?;
+    Ok(json!({
+        "tensors": summary.tensors,
+        "bytes": summary.bytes,
+        "verified": summary.verified,
+        "equal_to_original": report.equal,
+        "refused": message,
+    }))
 }
 
 #[cfg(test)]
