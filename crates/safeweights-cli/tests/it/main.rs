@@ -630,7 +630,10 @@ fn demo_passes() {
         .collect();
     assert_eq!(
         steps,
-        ["write", "inspect", "validate", "reshard", "verify", "slice", "merge", "corrupt"]
+        [
+            "write", "inspect", "validate", "reshard", "verify", "slice", "merge", "corrupt",
+            "scan", "convert"
+        ]
     );
     assert!(v["steps"]
         .as_array()
