@@ -7,32 +7,45 @@ The top level mirrors ``safetensors``: :func:`safe_open`, :func:`serialize`,
 ``safeweights.torch``, ``.numpy``, ``.flax``, ``.tensorflow``, ``.mlx`` and
 ``.paddle``. :func:`install_as_safetensors` makes unmodified libraries that
 ``import safetensors`` use this package.
+
+Beyond ``safetensors``: :func:`convert` (PyTorch / NumPy checkpoints to
+safetensors and back, without executing any code), :func:`scan` (finds model
+files that can run code) and, in ``safeweights.torch``, ``load_checkpoint`` /
+``iter_checkpoint`` (parallel loading of whole, sharded checkpoints).
 """
 
 from ._safeweights import (  # noqa: F401
+    ConversionError,
     SafetensorError,
     SafetensorHeaderError,
     SafetensorIOError,
     TensorNotFoundError,
+    ScanReport,
     TensorSpec,
     __version__,
+    convert,
     deserialize,
     serialize,
+    scan,
     serialize_file,
 )
 from ._open import _safe_open_handle, safe_open  # noqa: F401
 from ._install import install_as_safetensors  # noqa: F401
 
 __all__ = [
+    "ConversionError",
     "SafetensorError",
     "SafetensorHeaderError",
     "SafetensorIOError",
     "TensorNotFoundError",
+    "ScanReport",
     "TensorSpec",
     "__version__",
+    "convert",
     "deserialize",
     "install_as_safetensors",
     "safe_open",
+    "scan",
     "serialize",
     "serialize_file",
 ]

@@ -64,8 +64,10 @@ class safe_open:
         framework (`str`): the framework of the returned tensors: `pt`, `np`,
             `tf`, `flax` (or `jax`), `mlx`, `paddle`.
         device (`str` or `int`, defaults to `"cpu"`): where the tensors go
-            (`"cpu"`, `"cuda"`, `"cuda:1"`, `1`, `"mps"`, ...). Non-CPU tensors
-            are read on the CPU, then moved.
+            (`"cpu"`, `"cuda"`, `"cuda:1"`, `1`, `"mps"`, ...). With torch on
+            CUDA, `get_tensor`/`get_tensors` use the parallel loader's CUDA
+            path (file to GPU through pinned buffers) when it can reach CUDA;
+            other non-CPU tensors are read on the CPU, then moved.
         backend (`str`, keyword-only, defaults to `"mmap"`): `"mmap"` maps the
             file (torch CPU tensors are zero-copy views of the mapping);
             `"pread"` reads each tensor with positioned reads.
@@ -147,6 +149,8 @@ class safe_open:
             was opened for.
         """
         f = self._handle()
+        if self._cuda_engine():
+            return self._load_engine(f, [name])[name]
         return self._build(f, f.entry(name))
 
     def get_tensors(self):
@@ -156,8 +160,24 @@ class safe_open:
             (`Dict[str, Tensor]`): all tensors.
         """
         f = self._handle()
+        if self._cuda_engine():
+            return self._load_engine(f, None)
         build = self._build
         return {entry[0]: build(f, entry) for entry in f.entries()}
+
+    def _cuda_engine(self):
+        """Whether torch tensors for this device come straight from the
+        parallel loader's CUDA path (else: read on the CPU, then moved)."""
+        if self._framework != "pt" or not self._device.startswith("cuda"):
+            return False
+        from . import _loader
+
+        return _loader.engine_cuda_index(self._device) is not None
+
+    def _load_engine(self, f, names):
+        from . import _loader
+
+        return _loader.load_plan(_loader._Plan.for_file(f, names), self._device)
 
     def get_slice(self, name):
         """Returns a lazy slice object for a tensor.

@@ -34,6 +34,13 @@ create_exception!(
     "Reading or writing the bytes failed."
 );
 
+create_exception!(
+    _safeweights,
+    ConversionError,
+    SafetensorError,
+    "A conversion failed or was refused; nothing was left at the destination."
+);
+
 /// What was being done when the error happened: it picks the message prefix
 /// the reference uses.
 #[derive(Clone, Copy)]
@@ -98,7 +105,8 @@ fn header_tensor(e: &HeaderError) -> Option<&str> {
     }
 }
 
-fn with_fields(py: Python<'_>, err: PyErr, file: Option<&str>, tensor: Option<&str>) -> PyErr {
+/// Sets `.file` and `.tensor` on a fresh exception.
+pub fn with_fields(py: Python<'_>, err: PyErr, file: Option<&str>, tensor: Option<&str>) -> PyErr {
     let value = err.value(py);
     // Setting attributes on a fresh exception instance cannot fail in practice;
     // if it does, the error is still raised, only without its fields.
@@ -164,4 +172,61 @@ pub fn to_py(py: Python<'_>, err: Error, ctx: Context) -> PyErr {
 /// A `SafetensorError` with a plain message.
 pub fn plain(msg: impl Into<String>) -> PyErr {
     SafetensorError::new_err(msg.into())
+}
+
+/// Converts a loader error into the Python exception to raise.
+pub fn load_to_py(py: Python<'_>, err: safeweights_load::LoadError) -> PyErr {
+    use safeweights_load::LoadError as L;
+    match err {
+        L::Format(e) => to_py(py, e, Context::Open),
+        L::Open { file, source } => {
+            let e = match source.kind() {
+                std::io::ErrorKind::NotFound => {
+                    PyFileNotFoundError::new_err(format!("No such file or directory: {file}"))
+                }
+                std::io::ErrorKind::PermissionDenied => {
+                    PyPermissionError::new_err(format!("Permission denied: {file}"))
+                }
+                _ => SafetensorIOError::new_err(format!("Error while loading: {file}: {source}")),
+            };
+            with_fields(py, e, Some(&file), None)
+        }
+        ref e @ L::Read {
+            ref file,
+            ref tensor,
+            ..
+        } => {
+            let msg = format!("Error while loading: {e}");
+            with_fields(
+                py,
+                SafetensorIOError::new_err(msg),
+                Some(file),
+                Some(tensor),
+            )
+        }
+        ref e @ L::Plan {
+            ref file,
+            ref tensor,
+            ..
+        } => {
+            let msg = format!("Error while loading: {e}");
+            with_fields(py, SafetensorError::new_err(msg), Some(file), Some(tensor))
+        }
+        ref e @ L::Destination { ref tensor, .. } => {
+            let msg = format!("Error while loading: {e}");
+            let tensor = (!tensor.is_empty()).then_some(tensor.as_str());
+            with_fields(py, SafetensorError::new_err(msg), None, tensor)
+        }
+        ref e @ L::Cuda {
+            ref file,
+            ref tensor,
+            ..
+        } => {
+            let msg = format!("Error while loading: {e}");
+            let file = (!file.is_empty()).then_some(file.as_str());
+            let tensor = (!tensor.is_empty()).then_some(tensor.as_str());
+            with_fields(py, SafetensorIOError::new_err(msg), file, tensor)
+        }
+        e => SafetensorError::new_err(format!("Error while loading: {e}")),
+    }
 }

@@ -19,7 +19,7 @@ type Entry = (String, &'static str, Vec<usize>, u64, u64);
 /// positioned reads. Thread-safe; reads release the GIL.
 #[pyclass(frozen, module = "safeweights._safeweights", name = "_File")]
 pub struct File {
-    inner: SafeTensorsFile,
+    pub(crate) inner: SafeTensorsFile,
 }
 
 fn parse_options(strict: bool) -> ParseOptions {

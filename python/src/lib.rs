@@ -3,13 +3,19 @@
 //!
 //! Modules: [`errors`] (exception classes), [`spec`] (`TensorSpec`),
 //! [`serialize`] (`serialize`, `serialize_file`, `deserialize`), [`file`]
-//! (`_File`, behind `safe_open`), [`index`] (Python indexing → slices).
+//! (`_File`, behind `safe_open`), [`index`] (Python indexing → slices),
+//! [`convert`] (`convert`), [`scan`] (`scan`, `ScanReport`), [`load`] (the
+//! parallel loader: `_Plan`, `_Stream`), [`pyjson`] (JSON values → Python).
 
 use pyo3::prelude::*;
 
+mod convert;
 mod errors;
 mod file;
 mod index;
+mod load;
+mod pyjson;
+mod scan;
 mod serialize;
 mod spec;
 
@@ -31,7 +37,14 @@ fn _safeweights(m: &Bound<'_, PyModule>) -> PyResult<()> {
         "SafetensorIOError",
         py.get_type::<errors::SafetensorIOError>(),
     )?;
+    m.add("ConversionError", py.get_type::<errors::ConversionError>())?;
     m.add_class::<spec::TensorSpec>()?;
+    m.add_class::<scan::ScanReport>()?;
+    m.add_class::<load::Plan>()?;
+    m.add_class::<load::Stream>()?;
+    m.add_function(wrap_pyfunction!(convert::convert, m)?)?;
+    m.add_function(wrap_pyfunction!(scan::scan, m)?)?;
+    m.add_function(wrap_pyfunction!(load::_cuda_status, m)?)?;
     m.add_class::<file::File>()?;
     m.add_function(wrap_pyfunction!(serialize::serialize, m)?)?;
     m.add_function(wrap_pyfunction!(serialize::serialize_file, m)?)?;
