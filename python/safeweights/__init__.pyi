@@ -17,6 +17,17 @@ class TensorNotFoundError(SafetensorError):
 class SafetensorIOError(SafetensorError):
     """Reading or writing the bytes failed."""
 
+class ConversionError(SafetensorError):
+    """A conversion failed or was refused; nothing was left at the destination."""
+    kind: str
+    """`unsafe` (code in the checkpoint: forbidden global, TorchScript), `pickle`, `zip`,
+    `invalid`, `limit`, `unsupported`, `unsupported-tensor`, `npy`, `duplicate-name`,
+    `destination-exists`, `folder`, `verification`, `format`, `io` or `other`."""
+    member: Optional[str]
+    """The archive member holding the pickle, where known."""
+    offset: Optional[int]
+    """Byte offset of the failing pickle opcode or zip structure, where known."""
+
 class TensorSpec:
     """A tensor to serialize: framework dtype name, shape, and raw memory."""
     def __init__(self, *, dtype: str, shape: Sequence[int], data_ptr: int, data_len: int) -> None: ...
@@ -45,6 +56,64 @@ def serialize_file(
 
 def deserialize(bytes: Union[bytes, bytearray]) -> List[Tuple[str, Dict[str, Any]]]:
     """Parses safetensors bytes: `[(name, {"shape", "dtype", "data"}), ...]` in file order."""
+
+def convert(
+    src: Union[str, "os.PathLike[str]"],
+    dst: Union[str, "os.PathLike[str]"],
+    *,
+    keep_shared: bool = False,
+    metadata_leaves: bool = False,
+    max_shard_size: Optional[Union[int, str]] = None,
+    overwrite: bool = False,
+) -> Dict[str, Any]:
+    """Converts a checkpoint (PyTorch zip/legacy, .npy, .npz, safetensors, HF folder) without
+    executing any of its code, verifies the output bit for bit, and returns the summary
+    (`source_format`, `target_format`, `files_written`, `tensors`, `bytes`, `dropped_aliases`,
+    `shared_copies`, `non_tensor_leaves`, `verified`, ...). Raises `ConversionError`."""
+
+class ScanReport:
+    """The result of `scan`. Truthy when `exit_code == 0`."""
+    @property
+    def findings(self) -> List[Dict[str, Any]]:
+        """Dicts: severity, rule, file, member, what, why, offset, fix."""
+    @property
+    def files(self) -> List[Dict[str, Any]]:
+        """Files and archive members looked at: file, member, format, size."""
+    @property
+    def errors(self) -> List[Dict[str, Any]]:
+        """Paths that could not be scanned: file, message."""
+    @property
+    def summary(self) -> Dict[str, Any]:
+        """files, objects, findings (per severity), highest, errors."""
+    @property
+    def fail_on(self) -> str:
+        """The threshold severity."""
+    @property
+    def highest(self) -> Optional[str]:
+        """The highest severity found."""
+    @property
+    def exit_code(self) -> int:
+        """2 if a path could not be scanned, else 1 if a finding is at or above `fail_on`, else 0."""
+    @property
+    def ok(self) -> bool:
+        """Whether `exit_code` is 0."""
+    def __bool__(self) -> bool: ...
+    def to_json(self) -> str:
+        """The report as JSON (the CLI's schema)."""
+    def to_sarif(self) -> str:
+        """The report as SARIF 2.1.0 JSON."""
+
+def scan(
+    path_or_paths: Union[str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"]]],
+    *,
+    policy: str = "default",
+    fail_on: str = "medium",
+    allow_gguf: bool = False,
+    allow_onnx: bool = False,
+) -> ScanReport:
+    """Scans files and folders for model files that can run code, by content, without
+    executing anything. `policy` is `"default"` or `"safetensors-only"`; `fail_on` is
+    `"info"`, `"low"`, `"medium"`, `"high"` or `"critical"`."""
 
 class PySafeSlice:
     """A tensor not yet read."""

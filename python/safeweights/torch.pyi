@@ -1,5 +1,5 @@
 import os
-from typing import Any, Dict, List, Optional, Set, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Set, Tuple, Union
 
 import torch
 
@@ -43,3 +43,17 @@ def load_file(
     """Loads a file as torch tensors."""
 def load(data: bytes) -> Dict[str, torch.Tensor]:
     """Loads bytes (or any buffer) as torch tensors."""
+def load_checkpoint(
+    path_or_dir_or_files: Union[str, os.PathLike, Iterable[Union[str, os.PathLike]]],
+    device: Union[str, int] = "cpu",
+    threads: Optional[int] = None,
+    memory_budget: Optional[Union[int, str]] = None,
+) -> Dict[str, torch.Tensor]:
+    """Loads a whole (sharded) checkpoint with the parallel loader, straight into new tensors."""
+def iter_checkpoint(
+    path_or_dir_or_files: Union[str, os.PathLike, Iterable[Union[str, os.PathLike]]],
+    device: Union[str, int] = "cpu",
+    threads: Optional[int] = None,
+    memory_budget: Optional[Union[int, str]] = None,
+) -> Iterator[Tuple[str, torch.Tensor]]:
+    """Yields `(name, tensor)` of a whole (sharded) checkpoint as each finishes loading."""
