@@ -65,14 +65,19 @@ def load_plan(plan, device="cpu", threads=None, memory_budget=None):
 
 
 def iter_plan(plan, device="cpu", threads=None, memory_budget=None):
-    """Yields ``(name, tensor)`` of a ``_Plan`` as each finishes loading."""
+    """Yields ``(name, tensor)`` of a ``_Plan`` as each finishes loading.
+
+    The tensors are allocated up front and filled in place by a background
+    load (no copy); each is yielded once complete, and the loader keeps the
+    others alive until it is done, even if the iteration stops early."""
     device = _parse_device(device)
-    for name, code, shape, data in plan.stream(threads, memory_budget):
-        if len(data):
-            u8 = torch.frombuffer(data, dtype=torch.uint8)
-        else:
-            u8 = torch.empty(0, dtype=torch.uint8)
-        t = _frameworks._torch_from_u8(u8, code, shape)
+    entries = plan.entries()
+    bufs = [torch.empty(n, dtype=torch.uint8) for _, _, _, n in entries]
+    completions = plan.stream_into([b.data_ptr() for b in bufs], bufs, threads, memory_budget)
+    for i in completions:
+        name, code, shape, _ = entries[i]
+        t = _frameworks._torch_from_u8(bufs[i], code, shape)
+        bufs[i] = None
         if device != "cpu":
             t = t.to(device)
         yield name, t

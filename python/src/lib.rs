@@ -5,7 +5,7 @@
 //! [`serialize`] (`serialize`, `serialize_file`, `deserialize`), [`file`]
 //! (`_File`, behind `safe_open`), [`index`] (Python indexing → slices),
 //! [`convert`] (`convert`), [`scan`] (`scan`, `ScanReport`), [`load`] (the
-//! parallel loader: `_Plan`, `_Stream`), [`pyjson`] (JSON values → Python).
+//! parallel loader: `_Plan`, `_Completions`), [`pyjson`] (JSON values → Python).
 
 use pyo3::prelude::*;
 
@@ -41,7 +41,7 @@ fn _safeweights(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<spec::TensorSpec>()?;
     m.add_class::<scan::ScanReport>()?;
     m.add_class::<load::Plan>()?;
-    m.add_class::<load::Stream>()?;
+    m.add_class::<load::Completions>()?;
     m.add_function(wrap_pyfunction!(convert::convert, m)?)?;
     m.add_function(wrap_pyfunction!(scan::scan, m)?)?;
     m.add_function(wrap_pyfunction!(load::_cuda_status, m)?)?;

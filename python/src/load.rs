@@ -1,26 +1,23 @@
 //! The parallel loader (`safeweights_load`) for `safeweights.torch`:
 //! `_Plan` (which bytes of which files are which tensors), loads into
-//! caller-allocated CPU or CUDA memory, and a streaming iterator. All I/O
+//! caller-allocated CPU or CUDA memory, at once or streamed as each tensor
+//! completes. All I/O
 //! runs without the GIL.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::PyByteArray;
 use safeweights::{Backend, Checkpoint, OpenOptions};
 use safeweights_load::cuda::Cuda;
-use safeweights_load::{LoadOptions, LoadPlan, StreamedTensor, TensorStream};
+use safeweights_load::{LoadOptions, LoadPlan};
 
 use crate::errors::{load_to_py, plain, to_py, Context};
 
 /// `(name, dtype, shape, nbytes)` of a planned tensor.
 type Entry = (String, &'static str, Vec<usize>, u64);
-
-/// `(name, dtype, shape, bytes)` of a streamed tensor.
-type Streamed<'py> = (String, &'static str, Vec<usize>, Bound<'py, PyByteArray>);
 
 fn options(
     threads: Option<usize>,
@@ -37,6 +34,62 @@ fn options(
         o = o.memory_budget(crate::convert::parse_size(b, "memory_budget")?);
     }
     Ok(o)
+}
+
+/// Checks host destinations for a plan: one per tensor, non-null where the
+/// tensor has bytes, pairwise disjoint.
+fn check_host_dests(plan: &LoadPlan, ptrs: &[usize]) -> PyResult<()> {
+    let tensors = plan.tensors();
+    if ptrs.len() != tensors.len() {
+        return Err(plain(format!(
+            "{} destinations for {} planned tensors",
+            ptrs.len(),
+            tensors.len()
+        )));
+    }
+    let mut regions: Vec<(usize, usize, usize)> = Vec::with_capacity(ptrs.len());
+    for (i, (t, &p)) in tensors.iter().zip(ptrs).enumerate() {
+        let len = usize::try_from(t.len()).map_err(|_| plain("tensor too large for memory"))?;
+        if len == 0 {
+            continue;
+        }
+        let end = p.checked_add(len).filter(|_| p != 0);
+        let end =
+            end.ok_or_else(|| plain(format!("invalid destination for tensor {:?}", t.name())))?;
+        regions.push((p, end, i));
+    }
+    regions.sort_unstable();
+    if let Some(w) = regions.windows(2).find(|w| w[1].0 < w[0].1) {
+        return Err(plain(format!(
+            "destinations of tensors {:?} and {:?} overlap",
+            tensors[w[0].2].name(),
+            tensors[w[1].2].name()
+        )));
+    }
+    Ok(())
+}
+
+/// The destinations as slices.
+///
+/// # Safety
+/// [`check_host_dests`] must have passed, and each non-empty destination
+/// must be memory the caller owns and leaves untouched while the slices are
+/// used (the contract of `load_cpu` / `stream_into`).
+unsafe fn host_dests<'a>(plan: &LoadPlan, ptrs: &[usize]) -> Vec<&'a mut [u8]> {
+    plan.tensors()
+        .iter()
+        .zip(ptrs)
+        .map(|(t, &p)| {
+            if t.is_empty() {
+                &mut [][..]
+            } else {
+                // SAFETY: per this function's contract `p` is non-null and
+                // holds `t.len()` writable bytes while the slices live, and
+                // the regions are pairwise disjoint, so no two slices alias.
+                unsafe { std::slice::from_raw_parts_mut(p as *mut u8, t.len() as usize) }
+            }
+        })
+        .collect()
 }
 
 /// Which tensors of which files to load, in order.
@@ -182,48 +235,9 @@ impl Plan {
         memory_budget: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyObject> {
         let opts = options(threads, memory_budget)?;
-        let tensors = self.plan.tensors();
-        if ptrs.len() != tensors.len() {
-            return Err(plain(format!(
-                "{} destinations for {} planned tensors",
-                ptrs.len(),
-                tensors.len()
-            )));
-        }
-        let mut regions: Vec<(usize, usize, usize)> = Vec::with_capacity(ptrs.len());
-        for (i, (t, &p)) in tensors.iter().zip(&ptrs).enumerate() {
-            let len = usize::try_from(t.len()).map_err(|_| plain("tensor too large for memory"))?;
-            if len == 0 {
-                continue;
-            }
-            let end = p.checked_add(len).filter(|_| p != 0);
-            let end =
-                end.ok_or_else(|| plain(format!("invalid destination for tensor {:?}", t.name())))?;
-            regions.push((p, end, i));
-        }
-        regions.sort_unstable();
-        if let Some(w) = regions.windows(2).find(|w| w[1].0 < w[0].1) {
-            return Err(plain(format!(
-                "destinations of tensors {:?} and {:?} overlap",
-                tensors[w[0].2].name(),
-                tensors[w[1].2].name()
-            )));
-        }
-        let mut dests: Vec<&mut [u8]> = tensors
-            .iter()
-            .zip(&ptrs)
-            .map(|(t, &p)| {
-                if t.is_empty() {
-                    &mut [][..]
-                } else {
-                    // SAFETY: `p` is non-null and holds `t.len()` writable
-                    // bytes owned by the caller for the call (this private
-                    // method's contract); the regions were checked pairwise
-                    // disjoint above, so the slices do not alias.
-                    unsafe { std::slice::from_raw_parts_mut(p as *mut u8, t.len() as usize) }
-                }
-            })
-            .collect();
+        check_host_dests(&self.plan, &ptrs)?;
+        // SAFETY: checked above; the caller owns the memory for the call.
+        let mut dests = unsafe { host_dests(&self.plan, &ptrs) };
         let plan = &self.plan;
         let report = py
             .allow_threads(|| safeweights_load::load_into(plan, &mut dests, &opts))
@@ -282,60 +296,79 @@ impl Plan {
         crate::pyjson::serialize_to_py(py, &report)
     }
 
-    /// Starts loading every planned tensor in the background; iterate the
-    /// returned `_Stream` for tensors in completion order.
-    #[pyo3(signature = (threads = None, memory_budget = None))]
-    fn stream(
+    /// Starts loading tensor `i` into `ptrs[i]` (as for `load_cpu`) on a
+    /// background thread; iterate the returned `_Completions` for the index
+    /// of each tensor as it completes. `keepalive` (the objects owning the
+    /// destinations) is held until the load has finished, even if the
+    /// iterator is dropped first, so the memory stays valid.
+    #[pyo3(signature = (ptrs, keepalive, threads = None, memory_budget = None))]
+    fn stream_into(
         &self,
+        ptrs: Vec<usize>,
+        keepalive: PyObject,
         threads: Option<usize>,
         memory_budget: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Stream> {
+    ) -> PyResult<Completions> {
         let opts = options(threads, memory_budget)?;
-        Ok(Stream {
-            inner: Mutex::new(safeweights_load::stream(self.plan.clone(), opts)),
+        check_host_dests(&self.plan, &ptrs)?;
+        let plan = self.plan.clone();
+        let (tx, rx) = mpsc::channel();
+        let handle = std::thread::spawn(move || {
+            let _owners = keepalive;
+            // SAFETY: checked above; `_owners` keeps the memory alive until
+            // the load returns, and the caller leaves it untouched except
+            // for tensors already reported complete.
+            let mut dests = unsafe { host_dests(&plan, &ptrs) };
+            let done = tx.clone();
+            let result = safeweights_load::load_into_with(&plan, &mut dests, &opts, |t| {
+                let _ = done.send(Msg::Tensor(t.index));
+            });
+            let _ = tx.send(Msg::End(result));
+        });
+        Ok(Completions {
+            rx: Mutex::new(rx),
+            handle: Mutex::new(Some(handle)),
         })
     }
 }
 
-/// Tensors as they finish loading: `(name, dtype, shape, bytearray)`.
-#[pyclass(frozen, module = "safeweights._safeweights", name = "_Stream")]
-pub struct Stream {
-    inner: Mutex<TensorStream>,
+enum Msg {
+    Tensor(usize),
+    End(Result<safeweights_load::LoadReport, safeweights_load::LoadError>),
+}
+
+/// Indices of planned tensors as each finishes loading (completion order).
+/// The load runs on a background thread; waiting releases the GIL. A load
+/// error is raised after every index completed before it.
+#[pyclass(frozen, module = "safeweights._safeweights", name = "_Completions")]
+pub struct Completions {
+    rx: Mutex<mpsc::Receiver<Msg>>,
+    handle: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 #[pymethods]
-impl Stream {
+impl Completions {
     fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
         slf
     }
 
-    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Streamed<'py>>> {
-        let next = py.allow_threads(|| self.inner.lock().unwrap_or_else(|p| p.into_inner()).next());
-        match next {
-            None => Ok(None),
-            Some(Err(e)) => Err(load_to_py(py, e)),
-            Some(Ok(StreamedTensor {
-                name,
-                dtype,
-                shape,
-                data,
-                ..
-            })) => {
-                let out = PyByteArray::new_with(py, data.len(), |buf: &mut [u8]| {
-                    py.allow_threads(|| buf.copy_from_slice(&data));
-                    Ok(())
-                })?;
-                Ok(Some((name, dtype.name(), shape, out)))
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<usize>> {
+        let msg = py.allow_threads(|| self.rx.lock().unwrap_or_else(|p| p.into_inner()).recv());
+        let join = || {
+            let handle = self.handle.lock().unwrap_or_else(|p| p.into_inner()).take();
+            handle.map(|h| h.join())
+        };
+        match msg {
+            Ok(Msg::Tensor(i)) => Ok(Some(i)),
+            Ok(Msg::End(result)) => {
+                py.allow_threads(join);
+                result.map(|_| None).map_err(|e| load_to_py(py, e))
             }
-        }
-    }
-
-    /// The load report once the stream has ended, else None.
-    fn report(&self, py: Python<'_>) -> PyResult<PyObject> {
-        let guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        match guard.report() {
-            Some(r) => crate::pyjson::serialize_to_py(py, r),
-            None => Ok(py.None()),
+            // Ended before (the channel is closed), or the thread panicked.
+            Err(_) => match py.allow_threads(join) {
+                Some(Err(_)) => Err(plain("the loader thread panicked")),
+                _ => Ok(None),
+            },
         }
     }
 }

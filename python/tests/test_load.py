@@ -245,3 +245,21 @@ def test_other_devices_load_on_cpu_then_move(sharded):
         assert v.device.type == "meta" and v.shape == expected[k].shape and v.dtype == expected[k].dtype
     with pytest.raises(SafetensorError):
         sw.load_checkpoint(folder, device="quantum")
+
+
+def test_read_error_names_file_and_tensor(tmp_path):
+    path = str(tmp_path / "t.safetensors")
+    sw.save_file({"a": torch.ones(1024), "b": torch.ones(1024)}, path)
+    plan = _loader.open_plan(path)
+    size = os.path.getsize(path)
+    with open(path, "r+b") as fh:  # truncated after planning
+        fh.truncate(size - 100)
+    with pytest.raises(safeweights.SafetensorIOError) as e:
+        _loader.load_plan(plan)
+    assert e.value.file == path and e.value.tensor == "b"
+    got = []
+    with pytest.raises(safeweights.SafetensorIOError) as e:
+        for name, t in _loader.iter_plan(plan, threads=1):
+            got.append(name)
+            assert torch.equal(t, torch.ones(1024))
+    assert e.value.tensor == "b" and got in ([], ["a"])
