@@ -75,6 +75,10 @@ pub enum Command {
     /// running any code from them; every tensor is verified after writing.
     #[command(after_help = EXIT_CODES)]
     Convert(ConvertArgs),
+    /// Load a checkpoint into memory (or a GPU) with the parallel I/O engine
+    /// and report the achieved GB/s, cold or warm.
+    #[command(after_help = EXIT_CODES)]
+    Load(LoadArgs),
     /// Build a small sample model and walk through the toolkit step by step.
     #[command(after_help = EXIT_CODES)]
     Demo(DemoArgs),
@@ -225,6 +229,34 @@ pub struct ConvertArgs {
     /// Replace an existing destination.
     #[arg(long)]
     pub overwrite: bool,
+}
+
+/// `safeweights load`.
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// A .safetensors file, a folder of shards, or a *.safetensors.index.json.
+    pub path: PathBuf,
+    /// Where to: `cpu`, `cuda` or `cuda:N` (CUDA is found at run time).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Reader threads (default: cores, at least 4, at most 16).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Size of each read, e.g. 16MiB.
+    #[arg(long, value_parser = parse_size)]
+    pub chunk_size: Option<u64>,
+    /// Most memory for bounce and pinned buffers, e.g. 512MiB.
+    #[arg(long, value_parser = parse_size)]
+    pub memory_budget: Option<u64>,
+    /// auto (buffered when the file is in the page cache, direct I/O when
+    /// not), buffered or direct.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "buffered", "direct"])]
+    pub io: String,
+    /// Evict the files from the page cache first, to measure a cold load.
+    #[arg(long)]
+    pub cold: bool,
+    #[command(flatten)]
+    pub read: ReadArgs,
 }
 
 /// `safeweights demo`.

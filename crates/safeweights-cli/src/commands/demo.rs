@@ -81,6 +81,11 @@ pub const STEPS: &[Step] = &[
         title: "Convert the pickle checkpoint to safetensors, without running it",
         run: step_convert,
     },
+    Step {
+        name: "load",
+        title: "Load the converted model with the parallel I/O engine",
+        run: step_load,
+    },
 ];
 
 /// Where the walk works, and the checks of the current step.
@@ -1068,6 +1073,46 @@ fn step_convert(ctx: &mut Ctx, p: &mut Printer) -> anyhow::Result<Value> {
         "equal_to_original": report.equal,
         "refused": message,
     }))
+}
+
+fn step_load(ctx: &mut Ctx, p: &mut Printer) -> anyhow::Result<Value> {
+    use safeweights_load::{evict_from_page_cache, load_to_host, IoMode, LoadOptions, LoadPlan};
+
+    let path = ctx.path("converted/model.safetensors");
+    let open = safeweights::OpenOptions::new().backend(safeweights::Backend::Pread);
+    let checkpoint = Checkpoint::open_with(&path, &open)?;
+    let mut details = Vec::new();
+    for (label, cold) in [("warm", false), ("cold", true)] {
+        if cold {
+            evict_from_page_cache(&path)?;
+        }
+        p.line(format_args!(
+            "  $ safeweights load {}{} --device cpu",
+            if cold { "--cold " } else { "" },
+            path.display()
+        ))?;
+        let loaded = load_to_host(
+            LoadPlan::for_checkpoint(&checkpoint),
+            &LoadOptions::new().io_mode(IoMode::Auto),
+        )?;
+        p.indented(4, |p| super::load::print_report(loaded.report(), p))?;
+        // Every byte equals what the plain reader sees.
+        let reader = SafeTensorsFile::open(&path)?;
+        let mut equal = true;
+        for info in reader.header().tensors() {
+            equal &= loaded.get(&info.name) == Some(reader.tensor(&info.name)?.data());
+        }
+        ctx.check(
+            p,
+            equal && loaded.report().tensors == reader.header().len(),
+            format!("{label}: every tensor byte-identical to the file"),
+        )?;
+        details.push(json!({ "pass": label, "report": loaded.report() }));
+    }
+    p.line(
+        "  (on a GPU machine: safeweights load --device cuda:0 PATH; CUDA is found at run time)",
+    )?;
+    Ok(Value::Array(details))
 }
 
 #[cfg(test)]

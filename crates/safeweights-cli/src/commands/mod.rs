@@ -5,6 +5,7 @@ pub mod convert;
 pub mod demo;
 pub mod diff;
 pub mod inspect;
+pub mod load;
 pub mod merge;
 pub mod reshard;
 pub mod scan;
@@ -28,6 +29,7 @@ pub fn run(command: Command, printer: &mut Printer) -> anyhow::Result<Status> {
         Command::Merge(args) => merge::run(&args, printer),
         Command::Scan(args) => scan::run(&args, printer),
         Command::Convert(args) => convert::run(&args, printer),
+        Command::Load(args) => load::run(&args, printer),
         Command::Demo(args) => demo::run(&args, printer),
     }
 }

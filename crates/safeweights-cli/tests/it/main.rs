@@ -632,7 +632,7 @@ fn demo_passes() {
         steps,
         [
             "write", "inspect", "validate", "reshard", "verify", "slice", "merge", "corrupt",
-            "scan", "convert"
+            "scan", "convert", "load"
         ]
     );
     assert!(v["steps"]
