@@ -30,6 +30,7 @@ mod common;
 use common::*;
 
 use safeweights_scan::{scan_bytes, ScanOptions, Severity};
+use std::io::Write;
 
 struct Item {
     /// Corpus case names (several when the corpus checks two findings on the same bytes).
@@ -531,7 +532,10 @@ fn main() {
                 .iter()
                 .any(|f| f.rule == *rule && f.severity >= *sev)
             {
-                eprintln!("{name}: expected {rule} ({sev}) not found");
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "{name}: expected {rule} ({sev}) not found"
+                );
                 bad += 1;
             }
         }
@@ -547,7 +551,12 @@ fn main() {
         serde_json::to_string_pretty(&manifest).unwrap(),
     )
     .expect("write manifest");
-    println!("{} files in {}", manifest.len(), out.display());
+    let _ = writeln!(
+        std::io::stdout(),
+        "{} files in {}",
+        manifest.len(),
+        out.display()
+    );
     if bad > 0 {
         std::process::exit(1);
     }
