@@ -4,13 +4,13 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use safeweights::{Header, HeaderError, ParseOptions};
+use safeweights_pickle::zip::{crc32, Anomaly, Entry, InspectError, Method, ZipArchive};
 
 use crate::formats::{self, sniff};
 use crate::options::{Policy, ScanOptions};
 use crate::pickle::{self, RawFinding, Walk};
 use crate::report::{Finding, Format, Report, ScanError, ScannedFile, Severity};
 use crate::tar;
-use crate::zip::{crc32, ReadError, Zip};
 
 /// Bytes read to identify an archive member.
 const SNIFF: usize = 4096;
@@ -186,7 +186,7 @@ impl<'o> Scanner<'o> {
             }
             Format::Gguf => fmt,
             _ => {
-                if data.len() >= 22 && crate::zip::has_eocd(data) && Zip::open(data).is_ok() {
+                if ZipArchive::inspect(data).is_ok() {
                     // Zip readers that find the directory from the end accept this.
                     self.zip(data, path, depth)
                 } else {
@@ -504,9 +504,10 @@ impl<'o> Scanner<'o> {
     }
 
     fn zip(&mut self, data: &[u8], path: &mut Vec<String>, depth: usize) -> Format {
-        let zip = match Zip::open(data) {
+        let zip = match ZipArchive::inspect(data) {
             Ok(z) => z,
-            Err(m) => {
+            Err((offset, kind)) => {
+                let m = format!("{kind} at offset {offset}");
                 self.add(
                     path,
                     Severity::Medium,
@@ -519,37 +520,38 @@ impl<'o> Scanner<'o> {
                 return Format::Zip;
             }
         };
-        for a in &zip.anomalies {
+        for a in zip.anomalies() {
+            let Some(rule) = zip_rule(a) else { continue };
             let mut p = path.clone();
-            if let Some(m) = &a.member {
-                p.push(m.clone());
+            if let Some(m) = a.member() {
+                p.push(m.to_string());
             }
             self.add(
                 &p,
                 Severity::Medium,
-                a.rule,
-                a.what.clone(),
+                rule,
+                a.to_string(),
                 "zip readers (Python zipfile, PyTorch's miniz, unzip) resolve anomalies differently: the scanned content may not be what is loaded",
-                a.offset,
+                Some(a.offset()),
                 None,
             );
         }
-        let names: HashSet<&str> = zip.entries.iter().map(|e| e.name.as_str()).collect();
+        let names: HashSet<&str> = zip.entries().iter().map(|e| e.name.as_str()).collect();
         // PyTorch takes the archive name from the first entry's folder.
         let prefix = zip
-            .entries
+            .entries()
             .first()
             .and_then(|e| e.name.split_once('/').map(|(p, _)| format!("{p}/")))
             .unwrap_or_default();
         let torch = names.contains(format!("{prefix}data.pkl").as_str());
         let code = format!("{prefix}code/");
         let torchscript = torch
-            && (zip.entries.iter().any(|e| e.name.starts_with(&code))
+            && (zip.entries().iter().any(|e| e.name.starts_with(&code))
                 || names.contains(format!("{prefix}constants.pkl").as_str()));
         let keras = names.contains("config.json")
             && (names.contains("metadata.json") || names.contains("model.weights.h5"));
         let files: Vec<&str> = zip
-            .entries
+            .entries()
             .iter()
             .filter(|e| !e.is_dir())
             .map(|e| e.name.as_str())
@@ -571,7 +573,7 @@ impl<'o> Scanner<'o> {
         let mut code_files = 0usize;
         let mut pickle_clean = true;
         let mut pickles = 0usize;
-        for e in &zip.entries {
+        for e in zip.entries() {
             path.push(e.name.clone());
             let counted = self.count_member(path);
             path.pop();
@@ -624,7 +626,7 @@ impl<'o> Scanner<'o> {
                 Err(_) => continue, // reported as an anomaly already
             };
             let f = sniff(&head);
-            if f == Format::Unknown && !(head.len() < SNIFF && (e.usize as usize) <= SNIFF) {
+            if f == Format::Unknown && !(head.len() < SNIFF && (e.size as usize) <= SNIFF) {
                 continue;
             }
             if f == Format::Unknown && head.is_empty() {
@@ -666,33 +668,35 @@ impl<'o> Scanner<'o> {
     /// Reads a whole member within the expanded-size budget, checking its CRC.
     fn member<'z>(
         &mut self,
-        zip: &Zip<'z>,
-        e: &crate::zip::Entry,
+        zip: &ZipArchive<&'z [u8]>,
+        e: &Entry,
         path: &[String],
     ) -> Option<std::borrow::Cow<'z, [u8]>> {
         let mut p = path.to_vec();
         p.push(e.name.clone());
-        if e.method == 8 && e.usize > self.remaining() {
+        let at = e.has_local_header.then_some(e.data_offset);
+        if e.method == Method::Deflated && e.size > self.remaining() {
             self.limit_expanded(&p);
             return None;
         }
-        match zip.read(e, self.remaining()) {
+        match zip.read_unverified(e, self.remaining()) {
             Ok(body) => {
                 if matches!(body, std::borrow::Cow::Owned(_)) {
                     self.expanded += body.len() as u64;
                 }
-                if crc32(&body) != e.crc {
+                let crc = crc32(0, &body);
+                if crc != e.crc32 {
                     self.add(
                         &p,
                         Severity::Medium,
                         "zip.crc-mismatch",
-                        format!("CRC-32 of the content is {:08x}, the directory says {:08x}", crc32(&body), e.crc),
+                        format!("CRC-32 of the content is {crc:08x}, the directory says {:08x}", e.crc32),
                         "strict readers refuse the member, lax ones load it: what is loaded may differ from what was checked",
-                        e.data_offset,
+                        at,
                         None,
                     );
                 }
-                if body.len() as u64 != e.usize {
+                if body.len() as u64 != e.size {
                     self.add(
                         &p,
                         Severity::Medium,
@@ -700,28 +704,28 @@ impl<'o> Scanner<'o> {
                         format!(
                             "member expands to {} bytes, the directory says {}",
                             body.len(),
-                            e.usize
+                            e.size
                         ),
                         "readers that trust the declared size read something else",
-                        e.data_offset,
+                        at,
                         None,
                     );
                 }
                 Some(body)
             }
-            Err(ReadError::TooBig) => {
+            Err(InspectError::TooBig) => {
                 self.limit_expanded(&p);
                 None
             }
-            Err(ReadError::Unsupported) => None, // already an anomaly
-            Err(ReadError::Corrupt(m)) => {
+            Err(InspectError::Unsupported) => None, // already an anomaly
+            Err(InspectError::Corrupt(m)) => {
                 self.add(
                     &p,
                     Severity::Medium,
                     "zip.malformed",
                     format!("member cannot be read: {m}"),
                     "content that cannot be inspected may hide anything",
-                    e.data_offset,
+                    at,
                     None,
                 );
                 None
@@ -765,4 +769,22 @@ pub(crate) fn scan_file(path: &Path, opts: &ScanOptions) -> Report {
     }
     s.report.finish();
     s.report
+}
+
+/// The scanner rule for a zip anomaly; `None` for what ordinary writers do
+/// (data descriptors, comments) and for what only verification finds.
+fn zip_rule(a: &Anomaly) -> Option<&'static str> {
+    Some(match a {
+        Anomaly::Encrypted { .. } => "zip.encrypted",
+        Anomaly::UnexpectedFlags { .. } => "zip.flags",
+        Anomaly::UnsupportedMethod { .. } => "zip.unsupported-method",
+        Anomaly::PathTraversal { .. } => "zip.path-traversal",
+        Anomaly::DuplicateName { .. } => "zip.duplicate-name",
+        Anomaly::MissingLocalHeader { .. } | Anomaly::LocalMismatch { .. } => "zip.header-mismatch",
+        Anomaly::DescriptorMismatch { .. } => "zip.descriptor-mismatch",
+        Anomaly::Overlap { .. } => "zip.overlap",
+        Anomaly::Malformed { .. } => "zip.malformed",
+        Anomaly::ExtraBytes { .. } => "zip.prefix-data",
+        _ => return None,
+    })
 }
