@@ -2,8 +2,7 @@
 
 Paddle is imported when this module is; tensors go through NumPy."""
 
-import os
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict
 
 try:
     import paddle
@@ -12,8 +11,7 @@ except ImportError as _e:  # pragma: no cover - depends on the environment
         "safeweights.paddle needs paddle, which could not be imported: pip install paddlepaddle"
     ) from _e
 
-from . import numpy as _np_helpers
-from ._open import safe_open
+from . import _via_numpy
 
 __all__ = ["save", "save_file", "load", "load_file"]
 
@@ -28,55 +26,6 @@ def _from_np(arrays: Dict[str, Any], device: str = "cpu") -> Dict[str, Any]:
     return {k: paddle.to_tensor(v, place=device) for k, v in arrays.items()}
 
 
-def save(tensors: Dict[str, Any], metadata: Optional[Dict[str, str]] = None) -> bytes:
-    """Serializes a dict of Paddle tensors to safetensors bytes.
-
-    Args:
-        tensors (`Dict[str, Tensor]`): the tensors.
-        metadata (`Dict[str, str]`, *optional*): free text metadata.
-
-    Returns:
-        `bytes`: the file's content.
-    """
-    return _np_helpers.save(_to_np(tensors), metadata=metadata)
-
-
-def save_file(
-    tensors: Dict[str, Any],
-    filename: Union[str, os.PathLike],
-    metadata: Optional[Dict[str, str]] = None,
-) -> None:
-    """Writes a dict of Paddle tensors to ``filename`` (atomically).
-
-    Args:
-        tensors (`Dict[str, Tensor]`): the tensors.
-        filename (`str`, or `os.PathLike`): the file to write.
-        metadata (`Dict[str, str]`, *optional*): free text metadata.
-    """
-    _np_helpers.save_file(_to_np(tensors), filename, metadata=metadata)
-
-
-def load(data: bytes, device: str = "cpu") -> Dict[str, Any]:
-    """Loads safetensors bytes as Paddle tensors.
-
-    Args:
-        data (`bytes`): the content of a safetensors file.
-
-    Returns:
-        `Dict[str, Tensor]`: the tensors.
-    """
-    return _from_np(_np_helpers.load(data), device)
-
-
-def load_file(filename: Union[str, os.PathLike], device: str = "cpu", *, backend: str = "mmap") -> Dict[str, Any]:
-    """Loads a safetensors file as Paddle tensors.
-
-    Args:
-        filename (`str`, or `os.PathLike`): the file to read.
-        backend (`str`, defaults to `"mmap"`): `"mmap"` or `"pread"`.
-
-    Returns:
-        `Dict[str, Tensor]`: the tensors.
-    """
-    with safe_open(filename, framework="paddle", device=device, backend=backend) as f:
-        return f.get_tensors()
+save, save_file, load, load_file = _via_numpy.define(
+    __name__, "Paddle", "paddle", _to_np, _from_np, device=True
+)
