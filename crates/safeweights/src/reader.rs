@@ -215,11 +215,14 @@ impl SafeTensorsFile {
         let info = self.info(name)?;
         let range = self.file_range(info);
         let data = match self.source.as_bytes() {
-            Some(bytes) => Cow::Borrowed(
-                bytes
-                    .get(range.start as usize..range.end as usize)
-                    .unwrap_or_default(),
-            ),
+            Some(bytes) => {
+                self.source.will_need(range.start, range.end - range.start);
+                Cow::Borrowed(
+                    bytes
+                        .get(range.start as usize..range.end as usize)
+                        .unwrap_or_default(),
+                )
+            }
             None => {
                 let mut buf = vec![0u8; info.byte_len()];
                 self.read_at(range.start, &mut buf)?;

@@ -35,6 +35,12 @@ pub trait Source: Send + Sync {
     fn path(&self) -> Option<&Path> {
         None
     }
+
+    /// Hints that `offset..offset + len` is about to be read in full (a
+    /// mapping starts reading it ahead). The default does nothing.
+    fn will_need(&self, offset: u64, len: u64) {
+        let _ = (offset, len);
+    }
 }
 
 fn range_error(offset: u64, len: usize, total: u64) -> io::Error {
@@ -72,6 +78,11 @@ impl MmapSource {
         // SAFETY: the map is read-only and private to this process; the file
         // being changed underneath is the documented caveat of this type.
         let map = unsafe { Mmap::map(&file)? };
+        // No speculative readahead around a touched page: reading one tensor
+        // must not pull in its neighbours. Whole tensors are prefetched
+        // explicitly by `will_need`. Advice is a hint; failure is harmless.
+        #[cfg(unix)]
+        let _ = map.advise(memmap2::Advice::Random);
         Ok(MmapSource {
             map,
             path: path.to_owned(),
@@ -95,6 +106,20 @@ impl Source for MmapSource {
     }
     fn path(&self) -> Option<&Path> {
         Some(&self.path)
+    }
+    #[cfg(unix)]
+    fn will_need(&self, offset: u64, len: u64) {
+        // madvise wants a page-aligned start: widen down to the page.
+        const PAGE: u64 = 4096;
+        let start = offset - offset % PAGE;
+        let end = offset.saturating_add(len).min(self.map.len() as u64);
+        if end > start {
+            let _ = self.map.advise_range(
+                memmap2::Advice::WillNeed,
+                start as usize,
+                (end - start) as usize,
+            );
+        }
     }
 }
 

@@ -180,3 +180,64 @@ fn slice_errors_are_clear() {
     let slice = ResolvedSlice::new(&[4], &[SliceIndex::range(2, 4)]).unwrap();
     assert_eq!(slice.byte_ranges(Dtype::F4).unwrap(), vec![1..2]);
 }
+
+/// Reading one tensor through the mapping does not pull its neighbours'
+/// pages into memory (checked with `mincore` after evicting the file).
+#[cfg(target_os = "linux")]
+#[test]
+fn reading_one_tensor_leaves_the_others_on_disk() {
+    use std::os::unix::io::AsRawFd;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.safetensors");
+    let mb = 1 << 20;
+    let tensors: Vec<Owned> = ["a", "b", "c"]
+        .iter()
+        .map(|n| Owned::counting(n, Dtype::U8, &[8 * mb]))
+        .collect();
+    let refs: Vec<_> = tensors.iter().map(Owned::as_ref).collect();
+    write_file(&path, &refs, None).unwrap();
+    let file = std::fs::File::open(&path).unwrap();
+    // SAFETY: plain syscalls on a valid descriptor.
+    unsafe {
+        libc::fsync(file.as_raw_fd());
+        libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED);
+    }
+    let reader = SafeTensorsFile::open(&path).unwrap();
+    let sum: u64 = reader
+        .tensor("b")
+        .unwrap()
+        .data()
+        .iter()
+        .map(|&x| x as u64)
+        .sum();
+    assert!(sum > 0);
+
+    // Residency of each tensor's pages, through a fresh mapping.
+    let len = std::fs::metadata(&path).unwrap().len() as usize;
+    // SAFETY: a read-only private mapping of a file we own, unmapped below.
+    let resident = unsafe {
+        let addr = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_PRIVATE,
+            file.as_raw_fd(),
+            0,
+        );
+        assert_ne!(addr, libc::MAP_FAILED);
+        let pages = len.div_ceil(4096);
+        let mut vec = vec![0u8; pages];
+        assert_eq!(libc::mincore(addr, len, vec.as_mut_ptr()), 0);
+        libc::munmap(addr, len);
+        vec
+    };
+    let fraction = |name: &str| {
+        let r = reader.file_range(reader.info(name).unwrap());
+        let pages = &resident[r.start as usize / 4096..(r.end as usize).div_ceil(4096)];
+        pages.iter().filter(|&&p| p & 1 == 1).count() as f64 / pages.len() as f64
+    };
+    assert!(fraction("b") > 0.99, "b: {}", fraction("b"));
+    assert!(fraction("a") < 0.05, "a: {}", fraction("a"));
+    assert!(fraction("c") < 0.05, "c: {}", fraction("c"));
+}
