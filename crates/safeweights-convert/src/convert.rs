@@ -12,7 +12,7 @@ use safeweights_pickle::zip::ZipArchive;
 use crate::error::{io_err, ConvertError, Result};
 use crate::npy::{self, NpySource};
 use crate::options::{ConvertOptions, ConvertSummary, Phase};
-use crate::source::{SafetensorsSource, Source, TorchSource};
+use crate::source::{Entry, SafetensorsSource, Source, TorchSource};
 use crate::torchw::{self, PickleTensor};
 use crate::zipw::ZipWriter;
 
@@ -149,6 +149,31 @@ impl Write for Compare<'_> {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
+}
+
+/// Each tensor of `entries` under its own name (pairs for [`verify`]).
+fn same_names(entries: &[Entry]) -> Vec<(String, usize)> {
+    entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.name.clone(), i))
+        .collect()
+}
+
+/// Verifies the safetensors files among `written` against `src` (every
+/// tensor under its own name).
+pub(crate) fn verify_safetensors(
+    src: &dyn Source,
+    written: &[PathBuf],
+    opts: &ConvertOptions,
+) -> Result<()> {
+    let shards: Vec<PathBuf> = written
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+        .cloned()
+        .collect();
+    let out = SafetensorsSource::open(&shards)?;
+    verify(src, &out, &same_names(src.entries()), opts)
 }
 
 /// Checks that `out` holds exactly the tensors `pairs` (output name, source
@@ -373,44 +398,20 @@ pub(crate) fn write_torch(
         });
     }
     let pkl = torchw::data_pkl(&records);
-    let atomic = AtomicFile::create(dst)?;
-    let io = |e| ConvertError::Io {
-        file: dst.to_path_buf(),
-        source: e,
-    };
-    {
-        let mut z = ZipWriter::new(BufWriter::with_capacity(4 << 20, atomic.file()));
-        z.entry("archive/data.pkl", &pkl).map_err(io)?;
-        z.entry("archive/.format_version", b"1").map_err(io)?;
-        z.entry("archive/.storage_alignment", b"64").map_err(io)?;
-        z.entry("archive/byteorder", b"little").map_err(io)?;
-        let total: u64 = entries.iter().map(|e| e.bytes).sum();
-        let mut done = 0u64;
-        for (i, e) in entries.iter().enumerate() {
-            opts.report(Phase::Writing, &e.name, done, total);
-            z.start_entry(&format!("archive/data/{}", keys[i]), e.bytes)
-                .map_err(io)?;
-            src.copy_to(
-                i,
-                &mut Counting {
-                    inner: &mut z,
-                    done: &mut done,
-                    total,
-                    opts,
-                    phase: Phase::Writing,
-                    item: &e.name,
-                    since: 0,
-                },
-            )?;
-            z.finish_entry().map_err(io)?;
-        }
-        opts.report(Phase::Writing, "", done, total);
-        z.entry("archive/version", b"3\n").map_err(io)?;
-        let mut w = z.finish().map_err(io)?;
-        w.flush().map_err(io)?;
-    }
-    atomic.commit()?;
-    Ok(())
+    let head: [(&str, &[u8]); 4] = [
+        ("archive/data.pkl", &pkl),
+        ("archive/.format_version", b"1"),
+        ("archive/.storage_alignment", b"64"),
+        ("archive/byteorder", b"little"),
+    ];
+    write_zip(
+        src,
+        dst,
+        opts,
+        &head,
+        |i| (format!("archive/data/{}", keys[i]), &[][..]),
+        &[("archive/version", b"3\n")],
+    )
 }
 
 /// Writes an `.npz` (stored members `<name>.npy`).
@@ -425,6 +426,28 @@ pub(crate) fn write_npz(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> 
         })?;
         headers.push(npy::write_header(descr, &e.shape));
     }
+    write_zip(
+        src,
+        dst,
+        opts,
+        &[],
+        |i| (format!("{}.npy", entries[i].name), &headers[i][..]),
+        &[],
+    )
+}
+
+/// Writes a zip of stored members to `dst` atomically: the `head` members,
+/// then one per tensor of `src` (`member(i)` gives its name and the bytes
+/// written before the tensor's), then the `tail` members; reports progress.
+fn write_zip<'h>(
+    src: &dyn Source,
+    dst: &Path,
+    opts: &ConvertOptions,
+    head: &[(&str, &[u8])],
+    member: impl Fn(usize) -> (String, &'h [u8]),
+    tail: &[(&str, &[u8])],
+) -> Result<()> {
+    let entries = src.entries();
     let atomic = AtomicFile::create(dst)?;
     let io = |e| ConvertError::Io {
         file: dst.to_path_buf(),
@@ -432,16 +455,17 @@ pub(crate) fn write_npz(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> 
     };
     {
         let mut z = ZipWriter::new(BufWriter::with_capacity(4 << 20, atomic.file()));
+        for (name, data) in head {
+            z.entry(name, data).map_err(io)?;
+        }
         let total: u64 = entries.iter().map(|e| e.bytes).sum();
         let mut done = 0u64;
         for (i, e) in entries.iter().enumerate() {
             opts.report(Phase::Writing, &e.name, done, total);
-            z.start_entry(
-                &format!("{}.npy", e.name),
-                headers[i].len() as u64 + e.bytes,
-            )
-            .map_err(io)?;
-            z.write_all(&headers[i]).map_err(io)?;
+            let (name, prefix) = member(i);
+            z.start_entry(&name, prefix.len() as u64 + e.bytes)
+                .map_err(io)?;
+            z.write_all(prefix).map_err(io)?;
             src.copy_to(
                 i,
                 &mut Counting {
@@ -457,6 +481,9 @@ pub(crate) fn write_npz(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> 
             z.finish_entry().map_err(io)?;
         }
         opts.report(Phase::Writing, "", done, total);
+        for (name, data) in tail {
+            z.entry(name, data).map_err(io)?;
+        }
         let mut w = z.finish().map_err(io)?;
         w.flush().map_err(io)?;
     }
@@ -655,29 +682,14 @@ pub(crate) fn convert_file(
                     write_index(&index, map, summary.bytes)?;
                     written.push(index);
                 }
-                let shards: Vec<PathBuf> = written
-                    .iter()
-                    .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
-                    .cloned()
-                    .collect();
-                let out = SafetensorsSource::open(&shards)?;
-                let pairs: Vec<(String, usize)> = entries
-                    .iter()
-                    .enumerate()
-                    .map(|(i, e)| (e.name.clone(), i))
-                    .collect();
-                verify(source, &out, &pairs, opts)
+                verify_safetensors(source, &written, opts)
             }
             Target::Torch => {
                 summary.target_format = "torch-zip".into();
                 write_torch(source, dst, &opened.aliases, opts)?;
                 written.push(dst.to_path_buf());
                 let out = TorchSource::open(dst, true)?;
-                let mut pairs: Vec<(String, usize)> = entries
-                    .iter()
-                    .enumerate()
-                    .map(|(i, e)| (e.name.clone(), i))
-                    .collect();
+                let mut pairs = same_names(entries);
                 pairs.extend(opened.aliases.iter().cloned());
                 verify(source, &out, &pairs, opts)
             }
@@ -686,12 +698,7 @@ pub(crate) fn convert_file(
                 write_npz(source, dst, opts)?;
                 written.push(dst.to_path_buf());
                 let out = NpySource::open_npz(dst)?;
-                let pairs: Vec<(String, usize)> = entries
-                    .iter()
-                    .enumerate()
-                    .map(|(i, e)| (e.name.clone(), i))
-                    .collect();
-                verify(source, &out, &pairs, opts)
+                verify(source, &out, &same_names(entries), opts)
             }
         }
     })();

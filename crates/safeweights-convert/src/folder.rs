@@ -12,11 +12,11 @@ use safeweights::sharded::{plan_shards, shard_file_name, ShardIndex};
 use safeweights::Metadata;
 
 use crate::convert::{
-    check_destination, verify, write_index, write_safetensors, LEAVES_METADATA_KEY,
+    check_destination, verify_safetensors, write_index, write_safetensors, LEAVES_METADATA_KEY,
 };
 use crate::error::{io_err, ConvertError, Result};
 use crate::options::{ConvertOptions, ConvertSummary, Phase, SkippedFile};
-use crate::source::{MultiSource, SafetensorsSource, Source, TorchSource};
+use crate::source::{MultiSource, Source, TorchSource};
 
 const BIN_INDEX: &str = "pytorch_model.bin.index.json";
 const BIN_SINGLE: &str = "pytorch_model.bin";
@@ -315,19 +315,7 @@ pub(crate) fn convert_folder(
         std::fs::copy(&from, &to).map_err(io_err(&from))?;
     }
     // verify everything written against the source
-    let shards: Vec<PathBuf> = written
-        .iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
-        .cloned()
-        .collect();
-    let out = SafetensorsSource::open(&shards)?;
-    let pairs: Vec<(String, usize)> = entries
-        .iter()
-        .enumerate()
-        .map(|(i, e)| (e.name.clone(), i))
-        .collect();
-    verify(&multi, &out, &pairs, opts)?;
-    drop(out);
+    verify_safetensors(&multi, &written, opts)?;
     // move into place
     let mut backup = None;
     if dst.exists() {
