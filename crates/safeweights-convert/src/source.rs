@@ -100,7 +100,14 @@ pub(crate) struct TorchSource {
 
 impl TorchSource {
     pub fn open(path: &Path, keep_shared: bool) -> Result<Self> {
-        let ck = TorchCheckpoint::open(path).map_err(|e| clarify(path, e))?;
+        let ck = TorchCheckpoint::open(path).map_err(|e| {
+            if matches!(e, safeweights_pickle::Error::NotACheckpoint { .. }) {
+                if let Some(e) = bare_pickle_global(path) {
+                    return clarify(path, e);
+                }
+            }
+            clarify(path, e)
+        })?;
         Self::from_checkpoint(ck, path, keep_shared)
     }
 
@@ -203,6 +210,45 @@ pub(crate) fn check_unique(file: &Path, entries: &[Entry]) -> Result<()> {
 }
 
 /// Gives refusals of sparse / quantized / other tensor subclasses a clear message.
+/// For a file the torch reader does not recognise: if it is a bare pickle
+/// that names a forbidden global, the error the zip path gives for it, so
+/// that it is reported as dangerous rather than merely unsupported. The
+/// pickle is only evaluated by the data-only evaluator (nothing is called);
+/// at most `max_pickle_bytes` are read. Bytes that merely happen to parse
+/// up to a GLOBAL opcode (text starting with `c`) are not taken for a
+/// pickle: the global must be made of Python identifiers.
+fn bare_pickle_global(path: &Path) -> Option<safeweights_pickle::Error> {
+    use safeweights_pickle::{evaluate, Error as PE, Limits, PickleErrorKind as K};
+    use std::io::Read;
+    let limits = Limits::default();
+    let mut data = Vec::new();
+    std::fs::File::open(path)
+        .ok()?
+        .take(limits.max_pickle_bytes)
+        .read_to_end(&mut data)
+        .ok()?;
+    let source = evaluate(&data, &limits).err()?;
+    let K::ForbiddenGlobal { module, name } = &source.kind else {
+        return None;
+    };
+    let ident = |s: &str| {
+        s.split('.').all(|p| {
+            p.chars()
+                .next()
+                .is_some_and(|c| c.is_alphabetic() || c == '_')
+                && p.chars().all(|c| c.is_alphanumeric() || c == '_')
+        })
+    };
+    if !(ident(module) && ident(name)) {
+        return None;
+    }
+    Some(PE::Pickle {
+        file: path.to_path_buf(),
+        member: None,
+        source,
+    })
+}
+
 pub(crate) fn clarify(path: &Path, e: safeweights_pickle::Error) -> ConvertError {
     use safeweights_pickle::{Error as PE, PickleErrorKind as K};
     if let PE::Pickle { source, .. } = &e {

@@ -212,6 +212,45 @@ fn legacy_tar_and_garbage() {
     );
 }
 
+#[test]
+fn bare_pickle_with_forbidden_global_is_reported_as_unsafe() {
+    let c = Case::new();
+    // Protocol 2 and protocol 0 pickles calling os.system, not in a zip.
+    let mut p2 = vec![0x80, 2];
+    p2.extend_from_slice(b"cos\nsystem\n");
+    p2.extend(binunicode("echo pwned"));
+    p2.extend_from_slice(&[0x85, b'R', b'.']);
+    let p0 = b"cposix\nsystem\n(S'echo pwned'\ntR.".to_vec();
+    for (file, pkl, want) in [
+        ("evil.pkl", &p2, ("os", "system")),
+        ("evil0.bin", &p0, ("posix", "system")),
+    ] {
+        let src = c.input(file, pkl);
+        let err = c.refuse(&src, "evil.safetensors");
+        match pickle_kind(&err) {
+            PickleErrorKind::ForbiddenGlobal { module, name } => {
+                assert_eq!((module.as_str(), name.as_str()), want)
+            }
+            k => panic!("{k}"),
+        }
+        assert!(err.to_string().contains(file), "{err}");
+        assert!(err.to_string().contains("forbidden global"), "{err}");
+    }
+    // A bare pickle of plain data is still "not a checkpoint", and so is
+    // text that happens to start like a GLOBAL opcode.
+    for (file, bytes) in [
+        ("data.pkl", &[0x80, 2, b'}', b'.'][..]),
+        ("notes.txt", &b"cool stuff\nmore text\n"[..]),
+    ] {
+        let src = c.input(file, bytes);
+        let err = c.refuse(&src, "x.safetensors");
+        assert!(
+            matches!(err, ConvertError::Pickle(PE::NotACheckpoint { .. })),
+            "{err}"
+        );
+    }
+}
+
 fn npy(header: &str, data: &[u8]) -> Vec<u8> {
     let mut v = b"\x93NUMPY\x01\x00".to_vec();
     let mut h = header.to_string();
