@@ -283,15 +283,26 @@ impl<'a> Parser<'a> {
                 }
             }
             Some(b'1'..=b'9') => {
+                // Up to 19 digits cannot overflow a u64; past that, checked.
                 let rest = self.b.get(self.i..).unwrap_or_default();
-                let n = rest
-                    .iter()
-                    .position(|c| !c.is_ascii_digit())
-                    .unwrap_or(rest.len());
-                for &d in rest.get(..n).unwrap_or_default() {
+                let mut n = 0usize;
+                let mut fast: u64 = 0;
+                for &d in rest.iter().take(19) {
+                    if !d.is_ascii_digit() {
+                        break;
+                    }
+                    fast = fast * 10 + u64::from(d - b'0');
+                    n += 1;
+                }
+                value = usize::try_from(fast).ok();
+                for &d in rest.get(n..).unwrap_or_default() {
+                    if !d.is_ascii_digit() {
+                        break;
+                    }
                     value = value
                         .and_then(|v| v.checked_mul(10))
                         .and_then(|v| v.checked_add(usize::from(d - b'0')));
+                    n += 1;
                 }
                 self.i += n;
             }
