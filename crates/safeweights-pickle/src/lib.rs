@@ -15,7 +15,9 @@
 //!   [`value::Value`]s and arena [`value::Node`]s (lists, dicts, tensors,
 //!   storages, dtypes, numpy arrays), bounded by [`eval::Limits`].
 //! - [`zip`]: a small strict zip reader with positioned reads and anomaly reporting.
-//! - [`torch`]: PyTorch checkpoints (zip format, legacy pre-1.6 format),
+//! - [`tar`]: a small strict tar reader (ustar, pax, GNU long names) with positioned reads.
+//! - [`torch`]: PyTorch checkpoints (zip format, legacy pre-1.6 format,
+//!   legacy pre-0.4 tar format),
 //!   [`torch::TorchCheckpoint`] with flattened named tensors and JSON leaves,
 //!   and [`torch::TorchCheckpoint::copy_contiguous`] to stream tensor bytes.
 #![deny(missing_docs)]
@@ -30,6 +32,7 @@ pub use dtype::TorchDtype;
 pub use error::{Error, PickleError, PickleErrorKind, Result, ZipErrorKind};
 pub use eval::{evaluate, Limits};
 pub use value::{Graph, Node, ObjId, Tensor, Value};
+pub mod tar;
 pub mod torch;
 pub mod zip;
 
