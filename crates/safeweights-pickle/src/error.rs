@@ -223,11 +223,36 @@ pub enum Error {
         /// The member that gave it away.
         evidence: String,
     },
-    /// The file is a legacy tar checkpoint (PyTorch < 0.4).
+    /// Legacy tar checkpoints (PyTorch < 0.4) were once refused with this
+    /// error; they are read now, and this variant is no longer produced
+    /// (kept so matches on it keep compiling).
     #[error("{file}: unsupported legacy tar checkpoint (PyTorch < 0.4 tar format)")]
     LegacyTar {
         /// File path.
         file: PathBuf,
+    },
+    /// The tar container of a legacy tar checkpoint is malformed.
+    #[error("{file}: tar error at byte {offset}: {kind}")]
+    Tar {
+        /// File path.
+        file: PathBuf,
+        /// Byte offset in the file of the header at fault.
+        offset: u64,
+        /// What went wrong.
+        kind: crate::tar::TarErrorKind,
+    },
+    /// A member of a legacy tar checkpoint holds inconsistent data (a storage
+    /// shorter than declared, a bad record, a duplicate key, ...).
+    #[error("{file}: tar member {member:?} at byte {offset}: {reason}")]
+    TarMember {
+        /// File path.
+        file: PathBuf,
+        /// Member name (`storages`, `tensors`, `pickle`, `sys_info`).
+        member: String,
+        /// Byte offset in the file where the problem was found.
+        offset: u64,
+        /// Why.
+        reason: String,
     },
     /// Not a recognised PyTorch checkpoint.
     #[error("{file}: not a PyTorch checkpoint: {reason}")]

@@ -93,6 +93,33 @@ pub fn evaluate_at(data: &[u8], start: usize, limits: &Limits) -> Result<Graph, 
     Evaluator::new(limits).run(data, start)
 }
 
+/// Evaluate the object pickle of a legacy tar checkpoint: persistent ids are
+/// `str(key)` (or int) keys of the already-read tensors and storages in
+/// `objects`, resolved like torch's `legacy_load` (`int(saved_id)`).
+pub(crate) fn evaluate_legacy_tar_object(
+    data: &[u8],
+    limits: &Limits,
+    objects: &HashMap<i64, Node>,
+) -> Result<Graph, PickleError> {
+    let mut e = Evaluator::new(limits);
+    e.legacy_objects = Some(objects);
+    e.run(data, 0)
+}
+
+/// Evaluate a record pickle of a legacy tar checkpoint's `tensors` member:
+/// besides the usual allow-list, the legacy tensor classes `torch.FloatTensor`,
+/// `torch.cuda.LongTensor`, ... are accepted as inert names (torch ignores
+/// them); they evaluate to `torch.Tensor`.
+pub(crate) fn evaluate_legacy_tar_record(
+    data: &[u8],
+    start: usize,
+    limits: &Limits,
+) -> Result<Graph, PickleError> {
+    let mut e = Evaluator::new(limits);
+    e.legacy_tensor_types = true;
+    e.run(data, start)
+}
+
 struct Evaluator<'l> {
     limits: &'l Limits,
     nodes: Vec<Node>,
@@ -102,6 +129,12 @@ struct Evaluator<'l> {
     total_bytes: u64,
     offset: u64,
     opname: &'static str,
+    /// Legacy tar mode: persistent ids name these objects by key.
+    legacy_objects: Option<&'l HashMap<i64, Node>>,
+    /// Nodes already made for legacy persistent ids (the same key is the same object).
+    legacy_seen: HashMap<i64, Value>,
+    /// Accept `torch.XTensor` legacy tensor classes as inert names.
+    legacy_tensor_types: bool,
 }
 
 type R<T> = Result<T, PickleErrorKind>;
@@ -121,6 +154,9 @@ impl<'l> Evaluator<'l> {
             total_bytes: 0,
             offset: 0,
             opname: "",
+            legacy_objects: None,
+            legacy_seen: HashMap::new(),
+            legacy_tensor_types: false,
         }
     }
 
@@ -633,6 +669,17 @@ impl<'l> Evaluator<'l> {
                 let target = self.top()?.clone();
                 self.build(&target, state)?;
             }
+            O::PersId if self.legacy_objects.is_some() => {
+                let key = match arg {
+                    Arg::Str(s) => parse_py_int(&s),
+                    _ => None,
+                }
+                .ok_or_else(|| {
+                    PickleErrorKind::BadPersistentId("text persistent id is not an int".into())
+                })?;
+                let v = self.legacy_load(key)?;
+                self.push(v);
+            }
             O::PersId => {
                 return Err(PickleErrorKind::BadPersistentId(match arg {
                     Arg::Str(s) => format!("text persistent id {s:?} (torch uses tuples)"),
@@ -641,7 +688,11 @@ impl<'l> Evaluator<'l> {
             }
             O::BinPersId => {
                 let pid = self.pop()?;
-                let v = self.persistent_load(&pid)?;
+                let v = if self.legacy_objects.is_some() {
+                    self.legacy_persistent_load(&pid)?
+                } else {
+                    self.persistent_load(&pid)?
+                };
                 self.push(v);
             }
         }
@@ -729,8 +780,58 @@ impl<'l> Evaluator<'l> {
                 return self.alloc(Node::Dtype(d));
             }
         }
+        if self.legacy_tensor_types && (module == "torch" || module == "torch.cuda") {
+            let storage = name.strip_suffix("Tensor").map(|n| format!("{n}Storage"));
+            if storage.is_some_and(|s| TorchDtype::from_storage_class(&s).is_some()) {
+                return self.alloc(Node::Global(Global::TensorClass));
+            }
+        }
         let g = self.resolve(module, name)?;
         self.alloc(Node::Global(g))
+    }
+
+    /// torch's legacy_load `persistent_load`: a tuple names a pickled module
+    /// class (refused: it carries source code); anything else is `int(saved_id)`.
+    fn legacy_persistent_load(&mut self, pid: &Value) -> R<Value> {
+        let key = match pid {
+            Value::Int(i) => Some(*i),
+            Value::Str(s) => parse_py_int(s),
+            Value::Bytes(b) => std::str::from_utf8(b).ok().and_then(parse_py_int),
+            _ => {
+                if let Some(Node::Tuple(_)) = self.node(pid) {
+                    return Err(PickleErrorKind::BadPersistentId(
+                        "a tuple names a pickled module class (with its source code); refused"
+                            .into(),
+                    ));
+                }
+                None
+            }
+        };
+        let key = key.ok_or_else(|| {
+            PickleErrorKind::BadPersistentId(format!(
+                "expected a tensor or storage key, got {}",
+                self.type_of(pid)
+            ))
+        })?;
+        self.legacy_load(key)
+    }
+
+    fn legacy_load(&mut self, key: i64) -> R<Value> {
+        if let Some(v) = self.legacy_seen.get(&key) {
+            return Ok(v.clone());
+        }
+        let node = self
+            .legacy_objects
+            .and_then(|o| o.get(&key))
+            .cloned()
+            .ok_or_else(|| {
+                PickleErrorKind::BadPersistentId(format!(
+                    "key {key} is neither a tensor nor a storage of the checkpoint"
+                ))
+            })?;
+        let v = self.alloc(node)?;
+        self.legacy_seen.insert(key, v.clone());
+        Ok(v)
     }
 
     fn callable(&self, v: &Value) -> R<Global> {
@@ -1290,6 +1391,16 @@ impl<'l> Evaluator<'l> {
         check_numpy_len(&arr).map_err(|r| bad(&r))?;
         Ok(arr)
     }
+}
+
+/// Python `int(str)` for plain decimal text (surrounding whitespace, optional sign).
+fn parse_py_int(s: &str) -> Option<i64> {
+    let t = s.trim();
+    let digits = t.strip_prefix(['+', '-']).unwrap_or(t);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    t.parse().ok()
 }
 
 fn check_numpy_len(a: &NumpyArray) -> Result<(), String> {

@@ -1,5 +1,6 @@
-//! PyTorch checkpoints: the zip format (`torch.save` since 1.6) and the
-//! legacy pre-1.6 stream format, read without executing anything.
+//! PyTorch checkpoints: the zip format (`torch.save` since 1.6), the
+//! legacy pre-1.6 stream format and the legacy pre-0.4 tar format, read
+//! without executing anything.
 //!
 //! [`TorchCheckpoint::open`] detects the format, evaluates the object pickle
 //! with the data-only evaluator, flattens it into named tensors and JSON
@@ -24,7 +25,11 @@ pub enum Format {
     Zip,
     /// Legacy stream format (`_use_new_zipfile_serialization=False`, PyTorch < 1.6).
     Legacy,
+    /// Legacy tar format (PyTorch < 0.4: `sys_info`, `pickle`, `tensors`, `storages` members).
+    LegacyTar,
 }
+
+mod legacy_tar;
 
 /// A tensor with its flattened dotted name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,8 +109,9 @@ impl<R: ReadAt> TorchCheckpoint<R> {
         if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
             return Self::open_zip(src, file, limits);
         }
-        if head.get(257..262) == Some(b"ustar") {
-            return Err(Error::LegacyTar { file });
+        // torch.load tries the tar format first, too
+        if head.get(257..262) == Some(b"ustar") || crate::tar::is_tar(&head) {
+            return Self::open_legacy_tar(src, file, limits);
         }
         if head.starts_with(&[0x80, 0x02, 0x8a, 0x0a]) && head.get(4..14) == Some(&LEGACY_MAGIC) {
             return Self::open_legacy(src, file, limits);
