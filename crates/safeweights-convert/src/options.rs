@@ -174,7 +174,7 @@ pub struct ConvertSummary {
     pub source: PathBuf,
     /// The destination.
     pub destination: PathBuf,
-    /// Detected source format (`torch-zip`, `torch-legacy`, `npy`, `npz`,
+    /// Detected source format (`torch-zip`, `torch-legacy`, `torch-legacy-tar`, `npy`, `npz`,
     /// `safetensors`, `hf-folder`).
     pub source_format: String,
     /// Target format (`safetensors`, `torch-zip`, `npz`, `hf-folder`).

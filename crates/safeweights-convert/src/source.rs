@@ -114,6 +114,7 @@ impl TorchSource {
     pub fn format_name(&self) -> &'static str {
         match self.ck.format() {
             Format::Legacy => "torch-legacy",
+            Format::LegacyTar => "torch-legacy-tar",
             _ => "torch-zip",
         }
     }
