@@ -252,6 +252,16 @@ pub fn zip_overlapping(inner: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A PyTorch zip checkpoint whose `archive/data.pkl` is `pickle`.
+pub fn torch_zip(pickle: &[u8]) -> Vec<u8> {
+    zip(&[
+        ("archive/data.pkl", pickle),
+        ("archive/byteorder", b"little"),
+        ("archive/data/0", &[0u8; 64]),
+        ("archive/version", b"3\n"),
+    ])
+}
+
 // ---------- tar / gzip ----------
 
 pub fn tar_entry(out: &mut Vec<u8>, name: &str, data: &[u8], kind: u8, link: &str) {
