@@ -21,7 +21,7 @@ Two parts:
 
 2. Detections on the crafted corpus, side by side: the example
    crates/safeweights-scan/examples/dump_corpus.rs writes one file per
-   distinct technique of the scanner's corpus (tests/corpus.rs) with a
+   distinct technique of the scanner's corpus (crates/safeweights-scan/tests/common/cases.rs) with a
    manifest that labels each `attack` or `suspect` (see that file); the benign
    side is the real files of tests/fixtures (torch zip, torch legacy, npy,
    npz, safetensors) plus the three large checkpoints of part 1. Each tool
