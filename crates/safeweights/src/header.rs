@@ -154,7 +154,43 @@ impl Header {
         let text = std::str::from_utf8(json_bytes).map_err(|e| HeaderError::InvalidUtf8 {
             offset: 8 + e.valid_up_to() as u64,
         })?;
-        let top = json::parse(text).map_err(|e| {
+        // Entries are converted as they are read; the first broken rule is
+        // kept and reported only if the whole text is valid JSON (a syntax
+        // error anywhere comes first, as when parsing before validating).
+        let mut metadata = None;
+        let mut seen_metadata = false;
+        let mut tensors = Vec::with_capacity((json_bytes.len() / 48).min(1 << 20));
+        let mut first_error: Option<HeaderError> = None;
+        let mut on_entry = |name: String, entry: Entry| {
+            if first_error.is_some() {
+                return;
+            }
+            let result = match entry {
+                Entry::Metadata(meta) => {
+                    // The reference too refuses a repeated `__metadata__` (a struct field).
+                    if seen_metadata {
+                        Err(HeaderError::DuplicateKey {
+                            key: name,
+                            scope: "header".to_owned(),
+                        })
+                    } else {
+                        seen_metadata = true;
+                        parse_metadata(meta, options).map(|m| metadata = m)
+                    }
+                }
+                Entry::Tensor(raw) => (if options.strict {
+                    check_name(&name)
+                } else {
+                    Ok(())
+                })
+                .and_then(|()| parse_tensor(name, raw))
+                .map(|t| tensors.push(t)),
+            };
+            if let Err(e) = result {
+                first_error = Some(e);
+            }
+        };
+        let top = json::parse(text, &mut on_entry).map_err(|e| {
             let (line, column) = e.line_column(text);
             HeaderError::InvalidJson {
                 message: e.message.to_owned(),
@@ -162,34 +198,11 @@ impl Header {
                 column,
             }
         })?;
-        let entries = match top {
-            Top::Object(entries) => entries,
-            Top::Other(found) => return Err(HeaderError::NotAnObject { found }),
-        };
-
-        let mut metadata = None;
-        let mut seen_metadata = false;
-        let mut tensors = Vec::with_capacity(entries.len());
-        for (name, entry) in entries {
-            match entry {
-                Entry::Metadata(meta) => {
-                    // The reference too refuses a repeated `__metadata__` (a struct field).
-                    if seen_metadata {
-                        return Err(HeaderError::DuplicateKey {
-                            key: name,
-                            scope: "header".to_owned(),
-                        });
-                    }
-                    seen_metadata = true;
-                    metadata = parse_metadata(meta, options)?;
-                }
-                Entry::Tensor(raw) => {
-                    if options.strict {
-                        check_name(&name)?;
-                    }
-                    tensors.push(parse_tensor(name, raw)?);
-                }
-            }
+        if let Top::Other(found) = top {
+            return Err(HeaderError::NotAnObject { found });
+        }
+        if let Some(e) = first_error {
+            return Err(e);
         }
         let tensors = dedup_tensors(tensors, options)?;
         // File order: by offsets (then name, for a stable order among empty

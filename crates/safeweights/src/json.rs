@@ -15,9 +15,10 @@ use crate::Dtype;
 /// The JSON type of a value, for messages.
 pub(crate) type Kind = &'static str;
 
-/// The header object, keys in document order.
+/// What the header's top-level value was. For an object, its entries went,
+/// in document order, to the callback given to [`parse`].
 pub(crate) enum Top {
-    Object(Vec<(String, Entry)>),
+    Object,
     Other(Kind),
 }
 
@@ -97,8 +98,9 @@ const MAX_DEPTH: usize = 128;
 
 type R<T> = Result<T, JsonError>;
 
-/// Parses header text.
-pub(crate) fn parse(text: &str) -> R<Top> {
+/// Parses header text, handing each top-level entry to `on_entry` as soon as
+/// it is read (so no list of raw entries is built).
+pub(crate) fn parse(text: &str, on_entry: impl FnMut(String, Entry)) -> R<Top> {
     let mut p = Parser {
         text,
         b: text.as_bytes(),
@@ -106,7 +108,7 @@ pub(crate) fn parse(text: &str) -> R<Top> {
         depth: 0,
     };
     p.ws();
-    let top = p.top()?;
+    let top = p.top(on_entry)?;
     p.ws();
     if p.i != p.b.len() {
         return Err(p.err("trailing characters"));
@@ -443,22 +445,20 @@ impl<'a> Parser<'a> {
         char::from_u32(code).ok_or_else(|| self.err("invalid unicode code point"))
     }
 
-    fn top(&mut self) -> R<Top> {
+    fn top(&mut self, mut on_entry: impl FnMut(String, Entry)) -> R<Top> {
         if self.peek() != Some(b'{') {
             return Ok(Top::Other(self.skip()?));
         }
-        // A tensor entry takes at least ~40 bytes of JSON.
-        let mut entries = Vec::with_capacity((self.b.len() / 40).min(1 << 20));
         self.object(|p, key| {
             let entry = if key == crate::METADATA_KEY {
                 Entry::Metadata(p.meta()?)
             } else {
                 Entry::Tensor(p.tensor()?)
             };
-            entries.push((key.into_owned(), entry));
+            on_entry(key.into_owned(), entry);
             Ok(())
         })?;
-        Ok(Top::Object(entries))
+        Ok(Top::Object)
     }
 
     fn meta(&mut self) -> R<Meta> {
@@ -626,21 +626,20 @@ mod tests {
             "{\"a\":1}{}",
         ];
         for text in cases {
-            let ours = parse(text).is_ok();
+            let ours = parse(text, |_, _| {}).is_ok();
             let theirs = serde_json::from_str::<serde_json::Value>(text).is_ok();
             assert_eq!(ours, theirs, "{text:?}");
         }
         let deep = format!("{{\"a\":{}{}}}", "[".repeat(200), "]".repeat(200));
-        assert!(parse(&deep).is_err());
+        assert!(parse(&deep, |_, _| {}).is_err());
         assert!(serde_json::from_str::<serde_json::Value>(&deep).is_err());
     }
 
     #[test]
     fn escapes_decode() {
-        let Top::Object(entries) = parse(r#"{"a\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00":3}"#).unwrap()
-        else {
-            panic!()
-        };
-        assert_eq!(entries[0].0, "a\"\\/\u{8}\u{c}\n\r\té😀");
+        let mut keys = Vec::new();
+        let text = r#"{"a\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00":3}"#;
+        assert!(matches!(parse(text, |k, _| keys.push(k)), Ok(Top::Object)));
+        assert_eq!(keys[0], "a\"\\/\u{8}\u{c}\n\r\té😀");
     }
 }
