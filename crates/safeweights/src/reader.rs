@@ -270,8 +270,13 @@ impl SafeTensorsFile {
 
     /// The absolute file byte ranges a slice needs, coalesced, in result order.
     pub fn slice_file_ranges(&self, name: &str, indices: &[SliceIndex]) -> Result<Vec<Range<u64>>> {
-        let info = self.info(name)?;
         let slice = self.resolve_slice(name, indices)?;
+        self.file_ranges_of(name, &slice)
+    }
+
+    /// The absolute file byte ranges of an already resolved slice.
+    fn file_ranges_of(&self, name: &str, slice: &ResolvedSlice) -> Result<Vec<Range<u64>>> {
+        let info = self.info(name)?;
         let start = self.file_range(info).start;
         let ranges = slice
             .byte_ranges(info.dtype)
@@ -289,8 +294,9 @@ impl SafeTensorsFile {
     /// Reads a slice of a tensor: its shape and bytes. Only the bytes of the
     /// selected elements are read.
     pub fn read_slice(&self, name: &str, indices: &[SliceIndex]) -> Result<(Vec<usize>, Vec<u8>)> {
-        let shape = self.resolve_slice(name, indices)?.shape().to_vec();
-        let ranges = self.slice_file_ranges(name, indices)?;
+        let slice = self.resolve_slice(name, indices)?;
+        let ranges = self.file_ranges_of(name, &slice)?;
+        let shape = slice.shape().to_vec();
         let total: u64 = ranges.iter().map(|r| r.end - r.start).sum();
         let mut out = vec![0u8; total as usize];
         let mut at = 0usize;
