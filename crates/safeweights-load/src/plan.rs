@@ -116,14 +116,7 @@ impl LoadPlan {
         let mut plan = Self::new();
         let f = plan.add_file(file);
         for info in file.header().tensors() {
-            let range = file.file_range(info);
-            plan.push(
-                f,
-                info.name.clone(),
-                info.dtype,
-                info.shape.clone(),
-                vec![range],
-            );
+            plan.push_whole(f, file, info);
         }
         plan
     }
@@ -141,16 +134,21 @@ impl LoadPlan {
                     f
                 }
             };
-            let range = file.file_range(info);
-            plan.push(
-                f,
-                info.name.clone(),
-                info.dtype,
-                info.shape.clone(),
-                vec![range],
-            );
+            plan.push_whole(f, file, info);
         }
         plan
+    }
+
+    /// Plans a whole tensor of registered file `f`: one range, its shape.
+    fn push_whole(&mut self, f: usize, file: &SafeTensorsFile, info: &safeweights::TensorInfo) {
+        let range = file.file_range(info);
+        self.push(
+            f,
+            info.name.clone(),
+            info.dtype,
+            info.shape.clone(),
+            vec![range],
+        );
     }
 
     /// Registers a file (once; the same source is not added twice) and
