@@ -209,21 +209,14 @@ impl<R: ReadAt> TorchCheckpoint<R> {
                 }
             }
         }
-        let mut ck = TorchCheckpoint {
+        Self::assemble(
             file,
-            format: Format::Zip,
-            big_endian,
-            zip: Some(zip),
-            raw: None,
+            (Format::Zip, big_endian),
+            (Some(zip), None),
             graph,
-            tensors: Vec::new(),
-            leaves: Vec::new(),
-            arrays: Vec::new(),
             storages,
             limits,
-        };
-        ck.finish()?;
-        Ok(ck)
+        )
     }
 
     fn open_legacy(src: R, file: PathBuf, limits: Limits) -> Result<Self, Error> {
@@ -321,13 +314,33 @@ impl<R: ReadAt> TorchCheckpoint<R> {
                 }
             }
         }
+        Self::assemble(
+            file,
+            (Format::Legacy, !p.little_endian),
+            (None, Some(src)),
+            p.graph,
+            storages,
+            limits,
+        )
+    }
+
+    /// Builds the checkpoint from what an opener decoded, then flattens the
+    /// value graph into named tensors and leaves.
+    fn assemble(
+        file: PathBuf,
+        (format, big_endian): (Format, bool),
+        (zip, raw): (Option<ZipArchive<R>>, Option<R>),
+        graph: Graph,
+        storages: HashMap<String, StorageInfo>,
+        limits: Limits,
+    ) -> Result<Self, Error> {
         let mut ck = TorchCheckpoint {
             file,
-            format: Format::Legacy,
-            big_endian: !p.little_endian,
-            zip: None,
-            raw: Some(src),
-            graph: p.graph,
+            format,
+            big_endian,
+            zip,
+            raw,
+            graph,
             tensors: Vec::new(),
             leaves: Vec::new(),
             arrays: Vec::new(),

@@ -519,20 +519,13 @@ impl<R: ReadAt> TorchCheckpoint<R> {
         let graph = evaluate_legacy_tar_object(&data, &limits, &nodes)
             .map_err(|e| pickle.pickle_err(0, e))?;
         drop(nodes);
-        let mut ck = TorchCheckpoint {
+        TorchCheckpoint::assemble(
             file,
-            format: super::Format::LegacyTar,
-            big_endian: false,
-            zip: None,
-            raw: Some(src),
+            (super::Format::LegacyTar, false),
+            (None, Some(src)),
             graph,
-            tensors: Vec::new(),
-            leaves: Vec::new(),
-            arrays: Vec::new(),
             storages,
             limits,
-        };
-        ck.finish()?;
-        Ok(ck)
+        )
     }
 }
