@@ -14,7 +14,13 @@
 //! the next chunk overlaps the copies of the previous ones. A tensor is
 //! complete when the events after all its pieces' copies have completed.
 //!
-//! Untested on a GPU in this repository's CI: see `bench/gpu/README.md`.
+//! Before returning, each thread waits for its stream, so no copy is still
+//! in flight into the destinations, even after a failure.
+//!
+//! CI has no GPU: `tests/cuda_emulated.rs` runs this pipeline against an
+//! emulated CUDA runtime that executes copies asynchronously and flags any
+//! misuse (a pinned buffer refilled before its copies ran, memory freed or
+//! read while copies use it); `bench/gpu/README.md` covers a real GPU.
 
 use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
 use std::sync::Arc;
@@ -27,6 +33,7 @@ use crate::plan::LoadPlan;
 use crate::report::LoadReport;
 
 type Stream = *mut c_void;
+
 type Event = *mut c_void;
 
 const MEMCPY_HOST_TO_DEVICE: c_int = 1;
@@ -44,6 +51,7 @@ struct Fns {
     free_host: unsafe extern "C" fn(*mut c_void) -> c_int,
     stream_create: unsafe extern "C" fn(*mut Stream, c_uint) -> c_int,
     stream_destroy: unsafe extern "C" fn(Stream) -> c_int,
+    stream_synchronize: unsafe extern "C" fn(Stream) -> c_int,
     memcpy_async: unsafe extern "C" fn(*mut c_void, *const c_void, usize, c_int, Stream) -> c_int,
     memcpy: unsafe extern "C" fn(*mut c_void, *const c_void, usize, c_int) -> c_int,
     event_create: unsafe extern "C" fn(*mut Event, c_uint) -> c_int,
@@ -81,7 +89,9 @@ fn check(cuda: &Cuda, call: &'static str, code: c_int) -> Result<(), LoadError> 
 }
 
 impl Cuda {
-    /// Loads `libcudart` and checks that a device is present.
+    /// Loads `libcudart` and checks that a device is present: the library
+    /// named by `$SAFEWEIGHTS_CUDART`, else the first of `libcudart.so`,
+    /// `.so.13`, `.so.12`, `.so.11.0` the dynamic loader finds.
     pub fn load() -> Result<Arc<Cuda>, LoadError> {
         let mut names: Vec<String> = Vec::new();
         if let Ok(p) = std::env::var("SAFEWEIGHTS_CUDART") {
@@ -101,19 +111,7 @@ impl Cuda {
             // SAFETY: loading the CUDA runtime runs its initialisers, which
             // have no preconditions on us.
             match unsafe { libloading::Library::new(name) } {
-                Ok(lib) => {
-                    let cuda = Self::bind(lib, name.clone())
-                        .map_err(|e| LoadError::CudaUnavailable(format!("{name}: {e}")))?;
-                    let count = cuda.device_count().map_err(|e| {
-                        LoadError::CudaUnavailable(format!("{name}: no usable device: {e}"))
-                    })?;
-                    if count == 0 {
-                        return Err(LoadError::CudaUnavailable(format!(
-                            "{name}: no CUDA device"
-                        )));
-                    }
-                    return Ok(Arc::new(cuda));
-                }
+                Ok(lib) => return Self::init(lib, name.clone()),
                 Err(e) => last = e.to_string(),
             }
         }
@@ -121,6 +119,33 @@ impl Cuda {
             "no CUDA runtime library found (tried {}; last error: {last}); set SAFEWEIGHTS_CUDART to libcudart's path",
             names.join(", ")
         )))
+    }
+
+    /// Loads the CUDA runtime from `library` (a path, or a name the dynamic
+    /// loader searches for) and checks that a device is present.
+    pub fn open(library: impl AsRef<std::ffi::OsStr>) -> Result<Arc<Cuda>, LoadError> {
+        let library = library.as_ref();
+        let name = library.to_string_lossy().into_owned();
+        // SAFETY: loading the CUDA runtime runs its initialisers, which have
+        // no preconditions on us.
+        let lib = unsafe { libloading::Library::new(library) }
+            .map_err(|e| LoadError::CudaUnavailable(format!("cannot load {name}: {e}")))?;
+        Self::init(lib, name)
+    }
+
+    /// Binds the runtime's functions and checks that a device is present.
+    fn init(lib: libloading::Library, name: String) -> Result<Arc<Cuda>, LoadError> {
+        let cuda = Self::bind(lib, name.clone())
+            .map_err(|e| LoadError::CudaUnavailable(format!("{name}: {e}")))?;
+        let count = cuda
+            .device_count()
+            .map_err(|e| LoadError::CudaUnavailable(format!("{name}: no usable device: {e}")))?;
+        if count == 0 {
+            return Err(LoadError::CudaUnavailable(format!(
+                "{name}: no CUDA device"
+            )));
+        }
+        Ok(Arc::new(cuda))
     }
 
     fn bind(lib: libloading::Library, path: String) -> Result<Cuda, libloading::Error> {
@@ -140,6 +165,7 @@ impl Cuda {
             free_host: sym!("cudaFreeHost"),
             stream_create: sym!("cudaStreamCreateWithFlags"),
             stream_destroy: sym!("cudaStreamDestroy"),
+            stream_synchronize: sym!("cudaStreamSynchronize"),
             memcpy_async: sym!("cudaMemcpyAsync"),
             memcpy: sym!("cudaMemcpy"),
             event_create: sym!("cudaEventCreateWithFlags"),
@@ -433,9 +459,12 @@ fn run(
             return Ok(());
         }
         // SAFETY: the event was created by `make` and recorded on a stream.
-        check(cuda, "cudaEventSynchronize", unsafe {
-            (cuda.f.event_synchronize)(slot.event)
-        })?;
+        let code = unsafe { (cuda.f.event_synchronize)(slot.event) };
+        if code != 0 {
+            // An asynchronous copy failed: name the first tensor it may have been.
+            let t = slot.pending[0].0 as usize;
+            return Err(tensor_error(cuda, prep, t, "cudaEventSynchronize", code));
+        }
         for (t, len) in slot.pending.drain(..) {
             let piece = crate::plan::Piece {
                 tensor: t,
@@ -484,8 +513,14 @@ fn run(
                             break;
                         }
                     }
-                    // SAFETY: destroying this thread's stream; queued work
-                    // still completes (the runtime defers the release).
+                    // Every copy queued from the ring is done before the
+                    // ring is freed, even those of a job that failed midway.
+                    // SAFETY: the stream is this thread's, live.
+                    let code = unsafe { (cuda.f.stream_synchronize)(stream) };
+                    if let Err(e) = check(cuda, "cudaStreamSynchronize", code) {
+                        prep.fail(e);
+                    }
+                    // SAFETY: destroying this thread's stream, now idle.
                     unsafe { (cuda.f.stream_destroy)(stream) };
                 })
             })
@@ -522,6 +557,24 @@ fn run(
     match prep.take_error() {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+/// A failed CUDA call while copying tensor `t`, naming it and its file.
+fn tensor_error(
+    cuda: &Cuda,
+    prep: &Prepared<'_>,
+    t: usize,
+    call: &'static str,
+    code: c_int,
+) -> LoadError {
+    let tensor = &prep.plan.tensors()[t];
+    LoadError::Cuda {
+        file: prep.plan.files()[tensor.file()].name().to_owned(),
+        tensor: tensor.name().to_owned(),
+        call,
+        code,
+        message: cuda.error_string(code),
     }
 }
 
@@ -563,13 +616,13 @@ fn copy_job(
             )
         };
         if code != 0 {
-            return Err(LoadError::Cuda {
-                file: prep.plan.files()[job.file].name().to_owned(),
-                tensor: prep.plan.tensors()[first.tensor as usize].name().to_owned(),
-                call: "cudaMemcpyAsync",
+            return Err(tensor_error(
+                cuda,
+                prep,
+                first.tensor as usize,
+                "cudaMemcpyAsync",
                 code,
-                message: cuda.error_string(code),
-            });
+            ));
         }
         i = k;
     }
