@@ -288,7 +288,7 @@ impl Drop for DeviceBuffer {
 }
 
 /// Tensors loaded into device memory: one allocation per file, tensors at
-/// offsets in plan order.
+/// offsets in plan order, each aligned to [`DEVICE_ALIGN`] bytes.
 #[derive(Debug)]
 pub struct DeviceTensors {
     buffers: Vec<DeviceBuffer>,
@@ -324,7 +324,13 @@ impl DeviceTensors {
     }
 }
 
-/// Loads the plan onto `device`: one allocation per file of the plan.
+/// Where each tensor of a [`DeviceTensors`] starts, relative to a multiple
+/// of this: the alignment of `cudaMalloc`, enough for any dtype and for
+/// vectorised kernels.
+pub const DEVICE_ALIGN: u64 = 256;
+
+/// Loads the plan onto `device`: one allocation per file of the plan, each
+/// tensor at a multiple of [`DEVICE_ALIGN`].
 pub fn load_to_cuda(
     cuda: &Arc<Cuda>,
     device: i32,
@@ -333,13 +339,23 @@ pub fn load_to_cuda(
 ) -> Result<DeviceTensors, LoadError> {
     let mut sizes = vec![0u64; plan.files().len()];
     let mut offsets = Vec::with_capacity(plan.len());
+    let too_big = || LoadError::Alloc {
+        bytes: u64::MAX,
+        what: "device memory (the plan's size overflows)",
+    };
     for t in plan.tensors() {
-        offsets.push(sizes[t.file()]);
-        sizes[t.file()] += t.len();
+        let at = sizes[t.file()]
+            .checked_next_multiple_of(DEVICE_ALIGN)
+            .ok_or_else(too_big)?;
+        offsets.push(at);
+        sizes[t.file()] = at.checked_add(t.len()).ok_or_else(too_big)?;
     }
     let buffers = sizes
         .iter()
-        .map(|&s| cuda.alloc(device, s as usize))
+        .map(|&s| {
+            let s = usize::try_from(s).map_err(|_| too_big())?;
+            cuda.alloc(device, s)
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let ptrs: Vec<u64> = plan
         .tensors()

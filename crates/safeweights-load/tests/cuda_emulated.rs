@@ -17,7 +17,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use safeweights::{Checkpoint, Dtype, SafeTensorsFile, SliceIndex, TensorRef};
-use safeweights_load::cuda::{load_to_cuda, load_to_device_pointers, Cuda};
+use safeweights_load::cuda::{load_to_cuda, load_to_device_pointers, Cuda, DEVICE_ALIGN};
 use safeweights_load::{IoMode, LoadError, LoadOptions, LoadPlan};
 
 #[repr(C)]
@@ -213,6 +213,7 @@ fn every_io_mode_copies_every_byte_to_the_device() {
         let want = expected(&file, &plan);
         let loaded = load_to_cuda(&cuda, 0, plan, &opts(mode)).unwrap();
         assert_eq!(loaded.report().tensors, want.len());
+        assert!((0..want.len()).all(|i| loaded.ptr(i) % DEVICE_ALIGN == 0));
         for (i, w) in want.iter().enumerate() {
             assert!(
                 loaded.to_host(i).unwrap() == *w,
