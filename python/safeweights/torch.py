@@ -29,6 +29,7 @@ __all__ = [
     "storage_size",
     "load_checkpoint",
     "iter_checkpoint",
+    "release_pinned_memory",
 ]
 
 
@@ -352,7 +353,8 @@ def load_checkpoint(
             4 to 16).
         memory_budget (`int` or `str`, *optional*): bytes of staging memory
             the loader may hold (default 512 MiB); an int or a size like
-            ``"256MB"``.
+            ``"256MB"``. On CUDA this memory is pinned, and kept for the next
+            load until :func:`release_pinned_memory`.
 
     Returns:
         `Dict[str, torch.Tensor]`: every tensor, shard by shard in file order.
@@ -380,6 +382,15 @@ def iter_checkpoint(
 
     plan = _loader.open_plan(path_or_dir_or_files)
     return _loader.iter_plan(plan, device, threads, memory_budget)
+
+
+def release_pinned_memory() -> int:
+    """Frees the pinned host buffers the CUDA loader keeps between loads
+    (pinning is slow, and checkpoints are often loaded shard by shard);
+    returns the bytes freed, 0 when CUDA is unavailable."""
+    from ._safeweights import _cuda_release_pinned
+
+    return _cuda_release_pinned()
 
 
 def load(data: bytes) -> Dict[str, torch.Tensor]:

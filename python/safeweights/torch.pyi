@@ -57,3 +57,5 @@ def iter_checkpoint(
     memory_budget: Optional[Union[int, str]] = None,
 ) -> Iterator[Tuple[str, torch.Tensor]]:
     """Yields `(name, tensor)` of a whole (sharded) checkpoint as each finishes loading."""
+def release_pinned_memory() -> int:
+    """Frees the pinned host buffers the CUDA loader keeps between loads; returns the bytes freed."""

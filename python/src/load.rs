@@ -158,6 +158,13 @@ pub fn _cuda_status(py: Python<'_>) -> (bool, String) {
     }
 }
 
+/// Frees the pinned staging buffers the CUDA loader keeps for the next
+/// load; returns the bytes freed (0 when CUDA is unavailable).
+#[pyfunction]
+pub fn _cuda_release_pinned(py: Python<'_>) -> u64 {
+    py.allow_threads(|| cuda().map_or(0, |c| c.release_pinned()))
+}
+
 #[pymethods]
 impl Plan {
     /// Plans every tensor of a `.safetensors` file, an index

@@ -63,6 +63,11 @@ try:
 except safeweights.SafetensorError as e:
     assert "overlap" in str(e), str(e)
 
+# The ring's pinned buffers are kept for the next load until released.
+import safeweights.torch as sw
+kept = sw.release_pinned_memory()
+assert kept > 0 and sw.release_pinned_memory() == 0, kept
+
 for p in ptrs:
     assert emu.cudaFree(p) == 0
 print("OK")

@@ -13,6 +13,7 @@
 //! ring. A buffer is reused only after its event has completed, so reading
 //! the next chunk overlaps the copies of the previous ones. A tensor is
 //! complete when the events after all its pieces' copies have completed.
+//! The ring's buffers are kept in the [`Cuda`] value for the next load.
 //!
 //! Before returning, each thread waits for its stream, so no copy is still
 //! in flight into the destinations, even after a failure.
@@ -62,10 +63,23 @@ struct Fns {
 }
 
 /// The CUDA runtime, loaded at run time.
+///
+/// It keeps the pinned staging buffers of finished loads for the next one
+/// (pinning memory is slow, and a sharded checkpoint is often loaded file
+/// by file), at most one load's ring; [`Cuda::release_pinned`] or dropping
+/// it frees them.
 pub struct Cuda {
     f: Fns,
     path: String,
+    /// Cached pinned buffers: (address, capacity).
+    pinned: std::sync::Mutex<Vec<(usize, usize)>>,
     _lib: libloading::Library,
+}
+
+impl Drop for Cuda {
+    fn drop(&mut self) {
+        self.release_pinned();
+    }
 }
 
 impl std::fmt::Debug for Cuda {
@@ -174,7 +188,53 @@ impl Cuda {
             event_destroy: sym!("cudaEventDestroy"),
             error_string: sym!("cudaGetErrorString"),
         };
-        Ok(Cuda { f, path, _lib: lib })
+        Ok(Cuda {
+            f,
+            path,
+            pinned: std::sync::Mutex::new(Vec::new()),
+            _lib: lib,
+        })
+    }
+
+    /// Frees the pinned staging buffers kept from earlier loads; returns
+    /// how many bytes were freed.
+    pub fn release_pinned(&self) -> u64 {
+        let bufs = std::mem::take(&mut *self.pinned.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut freed = 0;
+        for (ptr, cap) in bufs {
+            // SAFETY: allocated by cudaHostAlloc in `run`, cached only once
+            // its copies completed, and no longer referenced.
+            unsafe { (self.f.free_host)(ptr as *mut c_void) };
+            freed += cap as u64;
+        }
+        freed
+    }
+
+    /// Bytes of pinned staging memory kept for the next load.
+    pub fn pinned_bytes(&self) -> u64 {
+        let bufs = self.pinned.lock().unwrap_or_else(|p| p.into_inner());
+        bufs.iter().map(|&(_, cap)| cap as u64).sum()
+    }
+
+    /// A cached pinned buffer of at least `len` bytes.
+    fn take_pinned(&self, len: usize) -> Option<(usize, usize)> {
+        let mut bufs = self.pinned.lock().unwrap_or_else(|p| p.into_inner());
+        let i = bufs.iter().position(|&(_, cap)| cap >= len)?;
+        Some(bufs.swap_remove(i))
+    }
+
+    /// Keeps a pinned buffer for the next load while the cache holds less
+    /// than `limit` bytes; frees it otherwise.
+    fn keep_pinned(&self, ptr: usize, cap: usize, limit: u64) {
+        let mut bufs = self.pinned.lock().unwrap_or_else(|p| p.into_inner());
+        let held: u64 = bufs.iter().map(|&(_, c)| c as u64).sum();
+        if held + cap as u64 <= limit {
+            bufs.push((ptr, cap));
+        } else {
+            drop(bufs);
+            // SAFETY: allocated by cudaHostAlloc, its copies complete.
+            unsafe { (self.f.free_host)(ptr as *mut c_void) };
+        }
     }
 
     /// The library loaded.
@@ -447,23 +507,29 @@ fn run(
     let count = prep.buffer_count(budget, 2, 2 * prep.threads);
     let pool: Pool<Slot> = Pool::new(count);
     let chunk = prep.chunk as usize;
+    let ring_bytes = (count as u64).saturating_mul(prep.chunk);
     let make = || -> Result<Slot, LoadError> {
-        let mut p: *mut c_void = std::ptr::null_mut();
-        // SAFETY: valid out-pointer; the size is non-zero.
-        check(cuda, "cudaHostAlloc", unsafe {
-            (cuda.f.host_alloc)(&mut p, chunk, HOST_ALLOC_PORTABLE)
-        })?;
+        let (p, cap) = match cuda.take_pinned(chunk) {
+            Some((p, cap)) => (p as *mut c_void, cap),
+            None => {
+                let mut p: *mut c_void = std::ptr::null_mut();
+                // SAFETY: valid out-pointer; the size is non-zero.
+                check(cuda, "cudaHostAlloc", unsafe {
+                    (cuda.f.host_alloc)(&mut p, chunk, HOST_ALLOC_PORTABLE)
+                })?;
+                (p, chunk)
+            }
+        };
         let mut event: Event = std::ptr::null_mut();
         // SAFETY: valid out-pointer.
         let code = unsafe { (cuda.f.event_create)(&mut event, EVENT_DISABLE_TIMING) };
         if let Err(e) = check(cuda, "cudaEventCreateWithFlags", code) {
-            // SAFETY: freeing the buffer just allocated.
-            unsafe { (cuda.f.free_host)(p) };
+            cuda.keep_pinned(p as usize, cap, ring_bytes);
             return Err(e);
         }
         Ok(Slot {
             ptr: p.cast(),
-            cap: chunk,
+            cap,
             event,
             pending: Vec::new(),
         })
@@ -551,18 +617,16 @@ fn run(
             .map(panic_message)
             .next()
     });
-    // Settle and free every slot.
+    // Settle every slot; keep its buffer for the next load.
     let done = std::cell::RefCell::new(Vec::new());
     for mut slot in pool.drain() {
         if let Err(e) = settle(&mut slot, &|i| done.borrow_mut().push(i)) {
             prep.fail(e);
         }
-        // SAFETY: the slot's resources were made by `make`; its copies have
-        // completed (settled above) or failed.
-        unsafe {
-            (cuda.f.event_destroy)(slot.event);
-            (cuda.f.free_host)(slot.ptr.cast());
-        }
+        // SAFETY: the event was made by `make`; every stream was
+        // synchronised, so no copy still reads the buffer.
+        unsafe { (cuda.f.event_destroy)(slot.event) };
+        cuda.keep_pinned(slot.ptr as usize, slot.cap, ring_bytes);
     }
     for i in done.into_inner() {
         on_done(i);

@@ -32,6 +32,7 @@ struct Stats {
     pageable_copies: i64,
     bytes_copied: usize,
     device_bytes: usize,
+    pinned_allocs: i64,
     last_violation: [c_char; 512],
 }
 
@@ -130,8 +131,8 @@ impl Emu {
         Cuda::open(&self.path).unwrap()
     }
 
-    /// No misuse so far, and (after the load's values are dropped) nothing
-    /// left allocated.
+    /// No misuse so far, and (after the load's values and the `Cuda`, which
+    /// keeps pinned buffers, are dropped) nothing left allocated.
     fn assert_clean(&self) {
         let s = self.stats();
         assert_eq!(s.violations, 0, "emulator saw misuse: {}", s.last());
@@ -221,11 +222,16 @@ fn every_io_mode_copies_every_byte_to_the_device() {
             );
         }
     }
+    // The ring's buffers were pinned by the first load, reused by the others.
+    let stats = emu.stats();
+    assert!(stats.pinned_allocs > 0 && cuda.pinned_bytes() > 0);
+    assert_eq!(stats.live_pinned, stats.pinned_allocs, "kept, not freed");
+    let ring = stats.pinned_allocs as u64 * (256 << 10);
+    assert_eq!((cuda.pinned_bytes(), cuda.release_pinned()), (ring, ring));
+    assert_eq!(cuda.pinned_bytes(), 0);
     emu.assert_clean();
-    assert_eq!(
-        emu.stats().bytes_copied as u64,
-        3 * LoadPlan::for_file(&file).total_bytes()
-    );
+    let total = LoadPlan::for_file(&file).total_bytes();
+    assert_eq!(stats.bytes_copied as u64, 3 * total);
 }
 
 /// Two pinned buffers shared by eight threads, with slow copies: a buffer is
@@ -252,7 +258,7 @@ fn a_small_ring_is_reused_only_after_its_copies_ran() {
     for (i, w) in want.iter().enumerate() {
         assert!(loaded.to_host(i).unwrap() == *w, "tensor {i} differs");
     }
-    drop(loaded);
+    drop((loaded, cuda));
     emu.assert_clean();
 }
 
@@ -307,7 +313,7 @@ fn a_tensor_is_reported_once_its_copies_are_complete() {
     .unwrap();
     assert!(seen.iter().all(|&n| n == 1), "each tensor reported once");
     assert_eq!(report.tensors, plan.len());
-    drop(device);
+    drop((device, cuda));
     emu.assert_clean();
 }
 
@@ -346,6 +352,7 @@ fn a_slice_plan_loads_onto_the_device_it_names() {
         }
         other => panic!("expected an invalid-device error, got {other:?}"),
     }
+    drop(cuda);
     emu.assert_clean();
 }
 
@@ -417,7 +424,7 @@ fn a_refused_copy_names_file_and_tensor_and_leaves_nothing_behind() {
         err.to_string().contains("many.safetensors: tensor"),
         "{err}"
     );
-    drop(device);
+    drop((device, cuda));
     emu.assert_clean();
 }
 
@@ -456,6 +463,7 @@ fn an_asynchronous_copy_failure_names_the_tensor() {
         }
         other => panic!("expected a CUDA error, got {other}"),
     }
+    drop(cuda);
     emu.assert_clean();
 }
 

@@ -91,7 +91,7 @@ static size_t max_device_bytes;
 
 /* State and counters (emu_stats). */
 static cudaError_t sticky;
-static long async_calls, copies_run, pageable_copies, violations;
+static long async_calls, copies_run, pageable_copies, violations, pinned_allocs;
 static long live_device, live_pinned, live_streams, live_events;
 static size_t device_bytes, bytes_copied;
 static char last_violation[512];
@@ -100,6 +100,7 @@ typedef struct {
     long live_device, live_pinned, live_streams, live_events;
     long violations, async_calls, copies_run, pageable_copies;
     size_t bytes_copied, device_bytes;
+    long pinned_allocs;
     char last_violation[512];
 } emu_stats_t;
 
@@ -205,7 +206,7 @@ void emu_reset(int devices, unsigned delay, long fail_async_nth, long fail_copy_
     fail_copy = fail_copy_nth;
     max_device_bytes = max_bytes;
     sticky = SUCCESS;
-    async_calls = copies_run = pageable_copies = violations = 0;
+    async_calls = copies_run = pageable_copies = violations = pinned_allocs = 0;
     bytes_copied = 0;
     last_violation[0] = 0;
     pthread_mutex_unlock(&mu);
@@ -229,6 +230,7 @@ void emu_stats(emu_stats_t *out) {
     out->pageable_copies = pageable_copies;
     out->bytes_copied = bytes_copied;
     out->device_bytes = device_bytes;
+    out->pinned_allocs = pinned_allocs;
     memcpy(out->last_violation, last_violation, sizeof last_violation);
     pthread_mutex_unlock(&mu);
 }
@@ -282,7 +284,10 @@ cudaError_t cudaHostAlloc(void **p, size_t n, unsigned flags) {
     (void)flags;
     pthread_mutex_lock(&mu);
     cudaError_t r = track(p, n, KIND_PINNED);
-    if (!r) live_pinned++;
+    if (!r) {
+        live_pinned++;
+        pinned_allocs++;
+    }
     pthread_mutex_unlock(&mu);
     return r;
 }
