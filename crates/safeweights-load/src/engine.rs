@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 
 use crate::error::LoadError;
-use crate::options::{IoMode, LoadOptions};
+use crate::options::{IoBackend, IoMode, LoadOptions};
 use crate::plan::{build_jobs, Job, LoadPlan, Piece};
 use crate::report::{FileMode, FileReport};
 use crate::sys::{self, AlignedBuf, Span, DIRECT_ALIGN, MAX_IOV};
@@ -45,6 +45,11 @@ pub(crate) struct Prepared<'p> {
     pub error: Mutex<Option<LoadError>>,
     pub next: AtomicUsize,
     pub remaining: Vec<AtomicU64>,
+    /// The backend asked for and the io_uring queue depth per thread.
+    pub backend_wanted: IoBackend,
+    pub depth: usize,
+    /// The backend used and why it is not the one asked for.
+    backend: Mutex<(IoBackend, Option<String>)>,
 }
 
 impl<'p> Prepared<'p> {
@@ -102,6 +107,14 @@ impl<'p> Prepared<'p> {
             error: Mutex::new(None),
             next: AtomicUsize::new(0),
             remaining,
+            backend_wanted: options.backend(),
+            depth: options.depth(),
+            // Until a CPU load sets up rings: the CUDA destination reads with threads.
+            backend: Mutex::new((
+                IoBackend::Threads,
+                (options.backend() == IoBackend::IoUring)
+                    .then(|| "io_uring serves the CPU destination only; threads".to_owned()),
+            )),
         })
     }
 
@@ -282,6 +295,32 @@ impl<'p> Prepared<'p> {
             .collect()
     }
 
+    /// The backend used and, when it is not the one asked for, why.
+    pub fn backend_used(&self) -> (IoBackend, Option<String>) {
+        self.backend
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_backend(&self, used: IoBackend, why: Option<String>) {
+        *self.backend.lock().unwrap_or_else(|p| p.into_inner()) = (used, why);
+    }
+
+    /// Whether the load has failed (workers stop taking jobs).
+    pub fn has_failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    /// Counts the job's pieces done and sends each tensor that becomes complete.
+    pub fn finish_job(&self, job: &Job, done: &std::sync::mpsc::Sender<usize>) {
+        for p in self.job_pieces(job) {
+            if self.finish_piece(p) {
+                let _ = done.send(p.tensor as usize);
+            }
+        }
+    }
+
     pub fn take_error(&self) -> Option<LoadError> {
         self.error.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
@@ -336,6 +375,7 @@ pub(crate) struct Pool<B> {
     free: Mutex<(Vec<B>, usize)>,
     cv: Condvar,
     max: usize,
+    closed: AtomicBool,
 }
 
 impl<B> Pool<B> {
@@ -344,7 +384,27 @@ impl<B> Pool<B> {
             free: Mutex::new((Vec::new(), 0)),
             cv: Condvar::new(),
             max: max.max(1),
+            closed: AtomicBool::new(false),
         }
+    }
+
+    /// A free buffer, a new one from `make` while under `max`, else `None`.
+    pub fn try_get(
+        &self,
+        make: impl FnOnce() -> Result<B, LoadError>,
+    ) -> Result<Option<B>, LoadError> {
+        let mut g = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(b) = g.0.pop() {
+            return Ok(Some(b));
+        }
+        if g.1 < self.max {
+            g.1 += 1;
+            drop(g);
+            return make().map(Some).inspect_err(|_| {
+                self.free.lock().unwrap_or_else(|p| p.into_inner()).1 -= 1;
+            });
+        }
+        Ok(None)
     }
 
     /// A free buffer, a new one from `make` while under `max`, else waits.
@@ -361,8 +421,19 @@ impl<B> Pool<B> {
                     self.free.lock().unwrap_or_else(|p| p.into_inner()).1 -= 1;
                 });
             }
+            if self.closed.load(Ordering::Relaxed) {
+                return Err(LoadError::Panic("a loader thread panicked".to_owned()));
+            }
             g = self.cv.wait(g).unwrap_or_else(|p| p.into_inner());
         }
+    }
+
+    /// Wakes and fails every waiter, now and later: a panicking thread may
+    /// have dropped buffers that would never come back.
+    pub fn close(&self) {
+        let _g = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        self.closed.store(true, Ordering::Relaxed);
+        self.cv.notify_all();
     }
 
     pub fn put(&self, b: B) {
@@ -410,27 +481,40 @@ pub(crate) unsafe fn run_cpu(
             on_done(i);
         }
     }
-    let bounce: Pool<AlignedBuf> = Pool::new(prep.buffer_count(budget, 1, prep.threads));
+    let mut rings = setup_rings(prep);
+    let per_thread = if rings.is_empty() { 1 } else { prep.depth };
+    let max_buffers = prep.threads.saturating_mul(per_thread);
+    let bounce: Pool<AlignedBuf> = Pool::new(prep.buffer_count(budget, 1, max_buffers));
     let (tx, rx) = std::sync::mpsc::channel::<usize>();
     let panicked = std::thread::scope(|s| {
         let handles: Vec<_> = (0..prep.threads)
             .map(|_| {
                 let tx = tx.clone();
                 let bounce = &bounce;
+                let ring = rings.pop();
                 s.spawn(move || {
-                    while let Some(j) = prep.next_job() {
-                        let job = &prep.jobs[j];
-                        // SAFETY: forwarded from this function's contract.
-                        match unsafe { cpu_job(prep, job, dests, bounce) } {
-                            Ok(()) => {
-                                for p in prep.job_pieces(job) {
-                                    if prep.finish_piece(p) {
-                                        let _ = tx.send(p.tensor as usize);
-                                    }
-                                }
-                            }
-                            Err(e) => prep.fail(e),
+                    let work = || {
+                        #[cfg(target_os = "linux")]
+                        if let Some(ring) = ring {
+                            // SAFETY: forwarded from this function's contract.
+                            return unsafe { crate::uring::worker(prep, dests, bounce, ring, &tx) };
                         }
+                        #[cfg(not(target_os = "linux"))]
+                        let _ = ring;
+                        while let Some(j) = prep.next_job() {
+                            let job = &prep.jobs[j];
+                            // SAFETY: forwarded from this function's contract.
+                            match unsafe { cpu_job(prep, job, dests, bounce) } {
+                                Ok(()) => prep.finish_job(job, &tx),
+                                Err(e) => prep.fail(e),
+                            }
+                        }
+                    };
+                    // A panic fails the load and wakes the others, which could
+                    // otherwise wait forever for the bounce buffers it dropped.
+                    if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)) {
+                        prep.fail(LoadError::Panic(panic_message(p)));
+                        bounce.close();
                     }
                 })
             })
@@ -454,6 +538,39 @@ pub(crate) unsafe fn run_cpu(
     }
 }
 
+/// The rings of an io_uring load (one per thread), or none for threads; the
+/// backend used is recorded in `prep` for the report.
+#[cfg(target_os = "linux")]
+fn setup_rings(prep: &Prepared<'_>) -> Vec<io_uring::IoUring> {
+    // Auto: threads, by measurement (bench/README.md).
+    if prep.backend_wanted != IoBackend::IoUring {
+        prep.set_backend(IoBackend::Threads, None);
+        return Vec::new();
+    }
+    match crate::uring::rings(prep.threads, prep.depth) {
+        Ok(rings) => {
+            prep.set_backend(IoBackend::IoUring, None);
+            rings
+        }
+        Err(e) => {
+            prep.set_backend(
+                IoBackend::Threads,
+                Some(format!("io_uring unavailable ({e}); threads")),
+            );
+            Vec::new()
+        }
+    }
+}
+
+/// No io_uring off Linux: threads, saying so when io_uring was asked for.
+#[cfg(not(target_os = "linux"))]
+fn setup_rings(prep: &Prepared<'_>) -> Vec<std::convert::Infallible> {
+    let why = (prep.backend_wanted == IoBackend::IoUring)
+        .then(|| "io_uring is Linux-only; threads".to_owned());
+    prep.set_backend(IoBackend::Threads, why);
+    Vec::new()
+}
+
 pub(crate) fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
     p.downcast_ref::<&str>()
         .map(|s| s.to_string())
@@ -462,7 +579,7 @@ pub(crate) fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
 }
 
 /// Spans of the job's destinations, merged where contiguous.
-fn spans(prep: &Prepared<'_>, job: &Job, dests: &[HostDest]) -> Vec<Span> {
+pub(crate) fn spans(prep: &Prepared<'_>, job: &Job, dests: &[HostDest]) -> Vec<Span> {
     let mut out: Vec<Span> = Vec::new();
     for p in prep.job_pieces(job) {
         // SAFETY-relevant arithmetic only: `dst_off + len <= dest.len` by plan
@@ -481,11 +598,39 @@ fn spans(prep: &Prepared<'_>, job: &Job, dests: &[HostDest]) -> Vec<Span> {
     out
 }
 
+/// Copies a job's pieces out of `src`, where `job.start` lies at `lead`.
+///
+/// # Safety
+/// As [`run_cpu`]; the job's pieces are written by this call only, and `src`
+/// holds `lead + (job.end - job.start)` bytes.
+pub(crate) unsafe fn copy_out(
+    prep: &Prepared<'_>,
+    job: &Job,
+    dests: &[HostDest],
+    src: &[u8],
+    lead: usize,
+) {
+    for p in prep.job_pieces(job) {
+        let from = lead + (p.file_off - job.start) as usize;
+        let d = dests[p.tensor as usize];
+        // SAFETY: `p.dst_off + p.len <= d.len` by plan construction; the
+        // range is this piece's, written by no one else; `src` holds it
+        // (the slice index panics otherwise, before any write).
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                src[from..from + p.len as usize].as_ptr(),
+                d.ptr.add(p.dst_off as usize),
+                p.len as usize,
+            )
+        };
+    }
+}
+
 /// Reads one job into the host destinations.
 ///
 /// # Safety
 /// As [`run_cpu`]; the job's pieces are written by this call only.
-unsafe fn cpu_job(
+pub(crate) unsafe fn cpu_job(
     prep: &Prepared<'_>,
     job: &Job,
     dests: &[HostDest],
@@ -514,20 +659,8 @@ unsafe fn cpu_job(
     })?;
     let result = prep.read_contiguous(job, buf.as_mut_slice());
     if let Ok((used, lead)) = result {
-        let src = buf.as_mut_slice();
-        for p in prep.job_pieces(job) {
-            let from = lead + (p.file_off - job.start) as usize;
-            let d = dests[p.tensor as usize];
-            // SAFETY: `p.dst_off + p.len <= d.len` by plan construction; the
-            // range is this piece's, written by no one else; `src` holds it.
-            unsafe {
-                std::ptr::copy_nonoverlapping(
-                    src[from..from + p.len as usize].as_ptr(),
-                    d.ptr.add(p.dst_off as usize),
-                    p.len as usize,
-                )
-            };
-        }
+        // SAFETY: forwarded; `read_contiguous` put the job at `lead` in `buf`.
+        unsafe { copy_out(prep, job, dests, buf.as_mut_slice(), lead) };
         prep.count(job, used);
     }
     bounce.put(buf);

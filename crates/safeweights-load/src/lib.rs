@@ -45,13 +45,15 @@ mod plan;
 mod quick;
 mod report;
 mod sys;
+#[cfg(target_os = "linux")]
+mod uring;
 
 pub use cpu::{
     load_into, load_into_arena, load_into_with, load_to_host, stream, HostTensors, Loaded,
     StreamedTensor, TensorStream,
 };
 pub use error::LoadError;
-pub use options::{IoMode, LoadOptions};
+pub use options::{IoBackend, IoMode, LoadOptions};
 pub use plan::{LoadPlan, PlanFile, PlannedTensor};
 pub use quick::{load_path, Device};
 pub use report::{FileMode, FileReport, LoadReport};

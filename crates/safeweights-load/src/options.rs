@@ -18,6 +18,26 @@ pub enum IoMode {
     Direct,
 }
 
+/// How reads are issued on the CPU destination (the CUDA destination always
+/// uses threads).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IoBackend {
+    /// The measured default for this engine: [`Threads`](Self::Threads)
+    /// (io_uring was not faster on the machines measured; see
+    /// `bench/README.md`).
+    #[default]
+    Auto,
+    /// Each reader thread issues one blocking `pread`/`preadv` at a time.
+    Threads,
+    /// Linux `io_uring`: each reader thread owns a ring and keeps
+    /// [`LoadOptions::queue_depth`] reads in flight. Where a ring cannot be
+    /// set up (old kernel, seccomp, `io_uring_disabled`) the load uses
+    /// threads and the report says why.
+    #[serde(alias = "io-uring", alias = "iouring")]
+    IoUring,
+}
+
 /// Options of a load.
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
@@ -25,6 +45,8 @@ pub struct LoadOptions {
     chunk: u64,
     budget: u64,
     mode: IoMode,
+    backend: IoBackend,
+    depth: usize,
 }
 
 impl Default for LoadOptions {
@@ -35,13 +57,16 @@ impl Default for LoadOptions {
             chunk: 16 << 20,
             budget: 512 << 20,
             mode: IoMode::Auto,
+            backend: IoBackend::Auto,
+            depth: 4,
         }
     }
 }
 
 impl LoadOptions {
     /// Defaults: one reader thread per core (4 to 16), 16 MiB chunks, a
-    /// 512 MiB budget for staging buffers, [`IoMode::Auto`].
+    /// 512 MiB budget for staging buffers, [`IoMode::Auto`],
+    /// [`IoBackend::Auto`], 4 reads in flight per io_uring thread.
     pub fn new() -> Self {
         Self::default()
     }
@@ -75,6 +100,20 @@ impl LoadOptions {
         self
     }
 
+    /// How reads are issued (default [`IoBackend::Auto`]).
+    pub fn io_backend(mut self, backend: IoBackend) -> Self {
+        self.backend = backend;
+        self
+    }
+
+    /// Reads in flight per thread with [`IoBackend::IoUring`] (at least 1;
+    /// default 4); also the ring's size. A size the kernel refuses (over
+    /// 32768 entries) makes the load fall back to threads, reported.
+    pub fn queue_depth(mut self, depth: usize) -> Self {
+        self.depth = depth.max(1);
+        self
+    }
+
     /// The number of reader threads.
     pub fn thread_count(&self) -> usize {
         self.threads
@@ -93,5 +132,15 @@ impl LoadOptions {
     /// The I/O mode.
     pub fn mode(&self) -> IoMode {
         self.mode
+    }
+
+    /// The I/O backend asked for.
+    pub fn backend(&self) -> IoBackend {
+        self.backend
+    }
+
+    /// The io_uring queue depth per thread.
+    pub fn depth(&self) -> usize {
+        self.depth
     }
 }

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::options::IoBackend;
+
 /// How a file's bytes were read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -54,11 +56,22 @@ pub struct LoadReport {
     pub reads: usize,
     /// Per file.
     pub files: Vec<FileReport>,
+    /// The I/O backend used: `threads` or `io_uring` (never `auto`).
+    #[serde(default = "threads")]
+    pub io_backend: IoBackend,
+    /// Why the backend asked for was not used (io_uring unavailable).
+    #[serde(default)]
+    pub io_backend_fallback: Option<String>,
+}
+
+fn threads() -> IoBackend {
+    IoBackend::Threads
 }
 
 impl LoadReport {
     pub(crate) fn new(device: String, prep: &crate::engine::Prepared<'_>, seconds: f64) -> Self {
         let bytes = prep.plan.total_bytes();
+        let (io_backend, io_backend_fallback) = prep.backend_used();
         LoadReport {
             device,
             tensors: prep.plan.len(),
@@ -73,6 +86,8 @@ impl LoadReport {
             chunk_size: prep.chunk,
             reads: prep.jobs.len(),
             files: prep.file_reports(),
+            io_backend,
+            io_backend_fallback,
         }
     }
 }

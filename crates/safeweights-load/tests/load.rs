@@ -1,6 +1,7 @@
 //! CPU tests of the load engine: every loaded byte equals the file's, in every
-//! I/O mode, for many small, huge, unaligned, sharded and sliced plans; failed
-//! reads name the file and tensor and never report a partial tensor.
+//! I/O mode and through both I/O backends (threads, io_uring), for many
+//! small, huge, unaligned, sharded and sliced plans; failed reads name the
+//! file and tensor and never report a partial tensor.
 
 use std::collections::HashSet;
 use std::io;
@@ -12,11 +13,46 @@ use safeweights::{
     SliceIndex, Source, TensorRef,
 };
 use safeweights_load::{
-    load_into, load_into_arena, load_into_with, load_to_host, stream, FileMode, IoMode, LoadError,
-    LoadOptions, LoadPlan,
+    load_into, load_into_arena, load_into_with, load_to_host, stream, FileMode, IoBackend, IoMode,
+    LoadError, LoadOptions, LoadPlan, LoadReport,
 };
 
 const MODES: [IoMode; 3] = [IoMode::Auto, IoMode::Buffered, IoMode::Direct];
+const BACKENDS: [IoBackend; 2] = [IoBackend::Threads, IoBackend::IoUring];
+
+/// Every backend with every mode.
+fn every() -> impl Iterator<Item = (IoBackend, IoMode)> {
+    BACKENDS.into_iter().flat_map(|b| MODES.map(|m| (b, m)))
+}
+
+/// Whether this machine lets a process set up an io_uring (kernel, sysctl
+/// `kernel.io_uring_disabled`, seccomp): probed with a ring of our own.
+fn uring_available() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        io_uring::IoUring::new(8).is_ok()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        false
+    }
+}
+
+/// The report names the backend that really ran: io_uring wherever a ring
+/// can be set up, else threads with the reason.
+fn check_backend(report: &LoadReport, asked: IoBackend) {
+    if asked == IoBackend::IoUring && uring_available() {
+        assert_eq!(report.io_backend, IoBackend::IoUring, "{report:?}");
+        assert_eq!(report.io_backend_fallback, None);
+    } else {
+        assert_eq!(report.io_backend, IoBackend::Threads, "{report:?}");
+        assert_eq!(
+            report.io_backend_fallback.is_some(),
+            asked == IoBackend::IoUring,
+            "{report:?}"
+        );
+    }
+}
 
 fn bytes(seed: u64, n: usize) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -58,6 +94,10 @@ fn opts(mode: IoMode) -> LoadOptions {
         .io_mode(mode)
 }
 
+fn opts_on(backend: IoBackend, mode: IoMode) -> LoadOptions {
+    opts(mode).io_backend(backend)
+}
+
 /// Loads with `load_into` and checks every tensor against the core reader.
 fn check_plan(plan: &LoadPlan, expected: &[Vec<u8>], options: &LoadOptions) {
     let mut bufs: Vec<Vec<u8>> = plan
@@ -67,6 +107,7 @@ fn check_plan(plan: &LoadPlan, expected: &[Vec<u8>], options: &LoadOptions) {
         .collect();
     let mut dests: Vec<&mut [u8]> = bufs.iter_mut().map(|b| b.as_mut_slice()).collect();
     let report = load_into(plan, &mut dests, options).unwrap();
+    check_backend(&report, options.backend());
     assert_eq!(report.tensors, plan.len());
     assert_eq!(report.bytes, plan.total_bytes());
     for (i, (got, want)) in bufs.iter().zip(expected).enumerate() {
@@ -103,21 +144,25 @@ fn ten_thousand_small_tensors_every_mode() {
     let file = SafeTensorsFile::open(&path).unwrap();
     let plan = LoadPlan::for_file(&file);
     let expected = whole(&file);
-    for mode in MODES {
-        check_plan(&plan, &expected, &opts(mode));
+    for (backend, mode) in every() {
+        check_plan(&plan, &expected, &opts_on(backend, mode));
     }
     // Into one arena too, with the streaming callback seeing each tensor once.
     let (offsets, total) = plan.arena_offsets(1);
     let mut arena = vec![0u8; total as usize];
-    let mut seen = vec![0u32; plan.len()];
-    let report = load_into_arena(&plan, &mut arena, &offsets, &opts(IoMode::Direct), |l| {
-        assert_eq!(l.data, &expected[l.index][..]);
-        seen[l.index] += 1;
-    })
-    .unwrap();
-    assert!(seen.iter().all(|&n| n == 1));
-    // Packed arena mirrors the file: 10,000 tensors in a few reads.
-    assert!(report.reads < 100, "{} reads", report.reads);
+    for backend in BACKENDS {
+        let mut seen = vec![0u32; plan.len()];
+        let o = opts_on(backend, IoMode::Direct);
+        let report = load_into_arena(&plan, &mut arena, &offsets, &o, |l| {
+            assert_eq!(l.data, &expected[l.index][..]);
+            seen[l.index] += 1;
+        })
+        .unwrap();
+        check_backend(&report, backend);
+        assert!(seen.iter().all(|&n| n == 1));
+        // Packed arena mirrors the file: 10,000 tensors in a few reads.
+        assert!(report.reads < 100, "{} reads", report.reads);
+    }
 }
 
 #[test]
@@ -136,21 +181,28 @@ fn huge_tensors_split_across_workers_and_unaligned_offsets() {
     let file = SafeTensorsFile::open(&path).unwrap();
     let plan = LoadPlan::for_file(&file);
     let expected = whole(&file);
-    for mode in MODES {
+    for (backend, mode) in every() {
         for chunk in [4096u64, 64 << 10, 1 << 20] {
             let o = LoadOptions::new()
                 .threads(3)
                 .chunk_size(chunk)
-                .io_mode(mode);
+                .io_mode(mode)
+                .io_backend(backend);
+            check_plan(&plan, &expected, &o);
+        }
+        // Tight budget: smaller than a chunk still works (chunk shrinks);
+        // with io_uring, two bounce buffers for 2 x 8 reads in flight.
+        for depth in [1, 8] {
+            let o = LoadOptions::new()
+                .threads(2)
+                .chunk_size(1 << 20)
+                .memory_budget(8192)
+                .queue_depth(depth)
+                .io_mode(mode)
+                .io_backend(backend);
             check_plan(&plan, &expected, &o);
         }
     }
-    // Tight budget: smaller than a chunk still works (chunk shrinks).
-    let o = LoadOptions::new()
-        .chunk_size(1 << 20)
-        .memory_budget(8192)
-        .io_mode(IoMode::Direct);
-    check_plan(&plan, &expected, &o);
     let host = load_to_host(plan, &opts(IoMode::Auto)).unwrap();
     assert!(host.get("big2").unwrap() == file.tensor("big2").unwrap().data());
 }
@@ -213,8 +265,8 @@ fn sharded_checkpoint() {
         .iter()
         .map(|t| ckpt.tensor(t.name()).unwrap().data().to_vec())
         .collect();
-    for mode in MODES {
-        check_plan(&plan, &expected, &opts(mode));
+    for (backend, mode) in every() {
+        check_plan(&plan, &expected, &opts_on(backend, mode));
     }
     let host = load_to_host(plan, &opts(IoMode::Auto)).unwrap();
     assert_eq!(host.report().files.len(), ckpt.files().len());
@@ -246,7 +298,7 @@ fn tensor_parallel_plans_union_to_the_file() {
         .iter()
         .map(|(_, d, s)| vec![0u8; d.byte_size(s.iter().product()).unwrap()])
         .collect();
-    for mode in MODES {
+    for (backend, mode) in every() {
         for rank in 0..ranks {
             let mut plan = LoadPlan::new();
             let mut expected = Vec::new();
@@ -266,7 +318,7 @@ fn tensor_parallel_plans_union_to_the_file() {
                 plan.add_slice(&file, name, &idx).unwrap();
                 expected.push(file.read_slice(name, &idx).unwrap().1);
             }
-            check_plan(&plan, &expected, &opts(mode));
+            check_plan(&plan, &expected, &opts_on(backend, mode));
             // Scatter this rank's shards into the union.
             for (t, ((name, _, shape), shard)) in specs.iter().zip(&expected).enumerate() {
                 let (rows, cols) = (shape[0], shape[1]);
@@ -338,35 +390,39 @@ fn injected_read_failure_names_file_and_tensor_and_reports_no_partial_tensor() {
     });
     let file = SafeTensorsFile::from_source(source, &ParseOptions::default()).unwrap();
     let plan = LoadPlan::for_file(&file);
-    let mut bufs: Vec<Vec<u8>> = plan
-        .tensors()
-        .iter()
-        .map(|t| vec![0; t.len() as usize])
-        .collect();
-    let mut dests: Vec<&mut [u8]> = bufs.iter_mut().map(|b| b.as_mut_slice()).collect();
-    let mut completed = HashSet::new();
-    let err = load_into_with(&plan, &mut dests, &opts(IoMode::Auto), |l| {
-        assert_eq!(
-            l.data,
-            &expected[l.index][..],
-            "a reported tensor is complete"
-        );
-        completed.insert(l.tensor.name().to_owned());
-    })
-    .unwrap_err();
-    match &err {
-        LoadError::Read { file, tensor, .. } => {
-            assert_eq!(file, "failing.safetensors");
-            assert_eq!(tensor, "t5");
+    // A source that is not a file: io_uring workers read it synchronously.
+    for backend in BACKENDS {
+        let mut bufs: Vec<Vec<u8>> = plan
+            .tensors()
+            .iter()
+            .map(|t| vec![0; t.len() as usize])
+            .collect();
+        let mut dests: Vec<&mut [u8]> = bufs.iter_mut().map(|b| b.as_mut_slice()).collect();
+        let mut completed = HashSet::new();
+        let o = opts_on(backend, IoMode::Auto);
+        let err = load_into_with(&plan, &mut dests, &o, |l| {
+            assert_eq!(
+                l.data,
+                &expected[l.index][..],
+                "a reported tensor is complete"
+            );
+            completed.insert(l.tensor.name().to_owned());
+        })
+        .unwrap_err();
+        match &err {
+            LoadError::Read { file, tensor, .. } => {
+                assert_eq!(file, "failing.safetensors");
+                assert_eq!(tensor, "t5");
+            }
+            other => panic!("unexpected {other:?}"),
         }
-        other => panic!("unexpected {other:?}"),
+        let msg = err.to_string();
+        assert!(
+            msg.contains("failing.safetensors") && msg.contains("t5"),
+            "{msg}"
+        );
+        assert!(!completed.contains("t5"));
     }
-    let msg = err.to_string();
-    assert!(
-        msg.contains("failing.safetensors") && msg.contains("t5"),
-        "{msg}"
-    );
-    assert!(!completed.contains("t5"));
 
     // The streaming iterator: only complete tensors, then the error.
     let mut yielded = Vec::new();
@@ -386,7 +442,9 @@ fn injected_read_failure_names_file_and_tensor_and_reports_no_partial_tensor() {
 
 #[test]
 fn file_truncated_after_planning_fails_with_file_and_tensor() {
-    for mode in MODES {
+    // Through io_uring: a short READ/READV is resubmitted, then the end of
+    // the file is reported as with threads.
+    for (backend, mode) in every() {
         let dir = tempfile::tempdir().unwrap();
         let path = eight_tensors(dir.path());
         let file = SafeTensorsFile::open_with_pread(&path);
@@ -406,7 +464,7 @@ fn file_truncated_after_planning_fails_with_file_and_tensor() {
             .collect();
         let mut dests: Vec<&mut [u8]> = bufs.iter_mut().map(|b| b.as_mut_slice()).collect();
         let mut completed = HashSet::new();
-        let err = load_into_with(&plan, &mut dests, &opts(mode), |l| {
+        let err = load_into_with(&plan, &mut dests, &opts_on(backend, mode), |l| {
             assert_eq!(l.data, &expected[l.index][..]);
             completed.insert(l.tensor.name().to_owned());
         })
@@ -421,12 +479,153 @@ fn file_truncated_after_planning_fails_with_file_and_tensor() {
             panic!("unexpected {err:?}");
         };
         assert!(f.ends_with("eight.safetensors"), "{f}");
-        assert!(tensor == "t6" || tensor == "t7", "{mode:?}: {tensor}");
+        assert!(
+            tensor == "t6" || tensor == "t7",
+            "{backend:?} {mode:?}: {tensor}"
+        );
         assert_eq!(source.kind(), io::ErrorKind::UnexpectedEof);
         assert!(
             !completed.contains("t6") && !completed.contains("t7"),
-            "{mode:?}"
+            "{backend:?} {mode:?}"
         );
+    }
+}
+
+/// A real OS error through the ring: one shard of a sharded checkpoint is
+/// replaced by a folder after planning, so its reads fail with `EISDIR`
+/// (its `O_DIRECT` open is refused first, which reads buffered). The error
+/// names that shard and one of its tensors; none of its tensors is reported
+/// complete; every tensor reported is byte-identical.
+#[test]
+fn os_error_in_one_shard_names_file_and_tensor_through_io_uring() {
+    for (backend, mode) in every() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = sharded_fixture(dir.path());
+        let ckpt = Checkpoint::open_with(
+            &out,
+            &safeweights::OpenOptions::new().backend(safeweights::Backend::Pread),
+        )
+        .unwrap();
+        let plan = LoadPlan::for_checkpoint(&ckpt);
+        let expected: Vec<Vec<u8>> = plan
+            .tensors()
+            .iter()
+            .map(|t| ckpt.tensor(t.name()).unwrap().data().to_vec())
+            .collect();
+        let broken = plan.files()[1].name().to_owned();
+        let in_broken: HashSet<String> = plan
+            .tensors()
+            .iter()
+            .filter(|t| t.file() == 1)
+            .map(|t| t.name().to_owned())
+            .collect();
+        assert!(!in_broken.is_empty());
+        std::fs::remove_file(&broken).unwrap();
+        std::fs::create_dir(&broken).unwrap();
+        let mut bufs: Vec<Vec<u8>> = plan
+            .tensors()
+            .iter()
+            .map(|t| vec![0; t.len() as usize])
+            .collect();
+        let mut dests: Vec<&mut [u8]> = bufs.iter_mut().map(|b| b.as_mut_slice()).collect();
+        let mut completed = HashSet::new();
+        let err = load_into_with(&plan, &mut dests, &opts_on(backend, mode), |l| {
+            assert_eq!(l.data, &expected[l.index][..]);
+            completed.insert(l.tensor.name().to_owned());
+        })
+        .unwrap_err();
+        let LoadError::Read {
+            file,
+            tensor,
+            source,
+            ..
+        } = &err
+        else {
+            panic!("{backend:?} {mode:?}: unexpected {err:?}");
+        };
+        assert_eq!(file, &broken, "{backend:?} {mode:?}");
+        assert!(in_broken.contains(tensor), "{backend:?} {mode:?}: {tensor}");
+        assert_eq!(source.raw_os_error(), Some(libc_eisdir()), "{source}");
+        assert!(
+            completed.is_disjoint(&in_broken),
+            "{backend:?} {mode:?}: a tensor of the broken shard was reported"
+        );
+    }
+}
+
+fn libc_eisdir() -> i32 {
+    io::Error::from(io::ErrorKind::IsADirectory)
+        .raw_os_error()
+        .unwrap_or(21)
+}
+
+/// A ring size the kernel refuses (over its 32768 entries) makes ring setup
+/// fail for real; the load falls back to threads, says why, and is correct.
+#[test]
+fn io_uring_setup_failure_falls_back_to_threads_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = eight_tensors(dir.path());
+    let file = SafeTensorsFile::open(&path).unwrap();
+    let plan = LoadPlan::for_file(&file);
+    let expected = whole(&file);
+    for mode in MODES {
+        let o = opts_on(IoBackend::IoUring, mode).queue_depth(1 << 16);
+        let host = load_to_host(plan.clone(), &o).unwrap();
+        let r = host.report();
+        assert_eq!(r.io_backend, IoBackend::Threads);
+        let why = r.io_backend_fallback.as_deref().expect("a fallback reason");
+        assert!(why.contains("io_uring unavailable"), "{why}");
+        if uring_available() {
+            // The kernel's own refusal (EINVAL), not a flag of ours.
+            assert!(why.contains("os error 22"), "{why}");
+        }
+        for (i, want) in expected.iter().enumerate() {
+            assert_eq!(host.data(i), &want[..]);
+        }
+        let json = serde_json::to_value(r).unwrap();
+        assert_eq!(json["io_backend"], "threads");
+        assert!(json["io_backend_fallback"].is_string());
+    }
+    // The largest ring the kernel takes works.
+    let o = opts_on(IoBackend::IoUring, IoMode::Auto).queue_depth(32768);
+    let host = load_to_host(plan.clone(), &o).unwrap();
+    check_backend(host.report(), IoBackend::IoUring);
+    // Auto is threads (measured: bench/README.md), with nothing to explain.
+    let host = load_to_host(plan, &opts(IoMode::Auto)).unwrap();
+    assert_eq!(host.report().io_backend, IoBackend::Threads);
+    assert_eq!(host.report().io_backend_fallback, None);
+    let json = serde_json::to_value(host.report()).unwrap();
+    assert_eq!(json["io_backend"], "threads");
+    assert_eq!(json["io_backend_fallback"], serde_json::Value::Null);
+}
+
+/// The report's JSON names the backend, and old reports (without it) still parse.
+#[test]
+fn report_json_names_the_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = eight_tensors(dir.path());
+    let file = SafeTensorsFile::open(&path).unwrap();
+    let o = opts_on(IoBackend::IoUring, IoMode::Auto);
+    let host = load_to_host(LoadPlan::for_file(&file), &o).unwrap();
+    let mut json = serde_json::to_value(host.report()).unwrap();
+    let want = if uring_available() {
+        "io_uring"
+    } else {
+        "threads"
+    };
+    assert_eq!(json["io_backend"], want);
+    let obj = json.as_object_mut().unwrap();
+    obj.remove("io_backend");
+    obj.remove("io_backend_fallback");
+    let old: LoadReport = serde_json::from_value(json).unwrap();
+    assert_eq!(old.io_backend, IoBackend::Threads);
+    for (text, b) in [
+        ("\"auto\"", IoBackend::Auto),
+        ("\"threads\"", IoBackend::Threads),
+        ("\"io_uring\"", IoBackend::IoUring),
+        ("\"io-uring\"", IoBackend::IoUring),
+    ] {
+        assert_eq!(serde_json::from_str::<IoBackend>(text).unwrap(), b);
     }
 }
 
