@@ -76,6 +76,17 @@ pub enum LoadError {
         /// `cudaGetErrorString`.
         message: String,
     },
+    /// A loaded tensor differs from the file's bytes read again (a check
+    /// after the load, e.g. `safeweights load --verify`).
+    #[error("{file}: tensor {tensor:?}: loaded bytes differ from the file's, first at byte {offset} of the tensor")]
+    Mismatch {
+        /// The file.
+        file: String,
+        /// The tensor.
+        tensor: String,
+        /// The first differing byte, counted from the tensor's start.
+        offset: u64,
+    },
     /// A worker thread panicked.
     #[error("a loader thread panicked: {0}")]
     Panic(String),

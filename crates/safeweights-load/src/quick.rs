@@ -54,15 +54,83 @@ pub fn load_path(
     device: Device,
     options: &LoadOptions,
 ) -> Result<LoadReport, LoadError> {
+    load(path.as_ref(), device, options, false)
+}
+
+/// As [`load_path`], then reads every tensor again through the format core
+/// (positioned reads, one tensor at a time; not timed) and compares it with
+/// what was loaded, copied back from the device for CUDA. The first
+/// difference is a [`LoadError::Mismatch`].
+pub fn load_path_verified(
+    path: impl AsRef<Path>,
+    device: Device,
+    options: &LoadOptions,
+) -> Result<LoadReport, LoadError> {
+    load(path.as_ref(), device, options, true)
+}
+
+fn load(
+    path: &Path,
+    device: Device,
+    options: &LoadOptions,
+    verify: bool,
+) -> Result<LoadReport, LoadError> {
     let ckpt = Checkpoint::open_with(path, &OpenOptions::new().backend(Backend::Pread))?;
     let plan = LoadPlan::for_checkpoint(&ckpt);
     match device {
-        Device::Cpu => Ok(crate::load_to_host(plan, options)?.report().clone()),
+        Device::Cpu => {
+            let host = crate::load_to_host(plan, options)?;
+            if verify {
+                for i in 0..host.plan().len() {
+                    compare(host.plan(), i, host.data(i))?;
+                }
+            }
+            Ok(host.report().clone())
+        }
         Device::Cuda(n) => {
             let cuda = crate::cuda::Cuda::load()?;
-            Ok(crate::cuda::load_to_cuda(&cuda, n, plan, options)?
-                .report()
-                .clone())
+            let loaded = crate::cuda::load_to_cuda(&cuda, n, plan, options)?;
+            if verify {
+                for i in 0..loaded.plan().len() {
+                    compare(loaded.plan(), i, &loaded.to_host(i)?)?;
+                }
+            }
+            Ok(loaded.report().clone())
         }
     }
+}
+
+/// Compares tensor `i` as loaded with its bytes read from its file.
+fn compare(plan: &LoadPlan, i: usize, got: &[u8]) -> Result<(), LoadError> {
+    let t = &plan.tensors()[i];
+    let file = &plan.files()[t.file()];
+    let mismatch = |offset: u64| LoadError::Mismatch {
+        file: file.name().to_owned(),
+        tensor: t.name().to_owned(),
+        offset,
+    };
+    if got.len() as u64 != t.len() {
+        return Err(mismatch(got.len().min(t.len() as usize) as u64));
+    }
+    let mut at = 0usize;
+    let mut want = Vec::new();
+    for r in t.ranges() {
+        // Ranges were checked against the file when planned.
+        let len = (r.end - r.start) as usize;
+        want.resize(len, 0);
+        file.source()
+            .read_exact_at(r.start, &mut want)
+            .map_err(|source| LoadError::Read {
+                file: file.name().to_owned(),
+                tensor: t.name().to_owned(),
+                offset: r.start,
+                source,
+            })?;
+        let part = &got[at..at + len];
+        if let Some(k) = part.iter().zip(&want).position(|(a, b)| a != b) {
+            return Err(mismatch((at + k) as u64));
+        }
+        at += len;
+    }
+    Ok(())
 }

@@ -11,9 +11,10 @@
 //! `cuda_load_is_byte_identical_when_a_gpu_is_present` (tests/load.rs) and
 //! bench/gpu for that.
 
+mod cudart_emu;
+
 use std::ffi::c_char;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use safeweights::{Checkpoint, Dtype, SafeTensorsFile, SliceIndex, TensorRef};
@@ -72,26 +73,10 @@ const NORMAL: Setup = Setup {
     max_device_bytes: 0,
 };
 
-fn build() -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cudart_emu/cudart_emu.c");
-    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("libcudart_emu.so");
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_owned());
-    let status = Command::new(&cc)
-        .args([
-            "-shared", "-fPIC", "-O1", "-Wall", "-Werror", "-pthread", "-o",
-        ])
-        .arg(&out)
-        .arg(&src)
-        .status()
-        .unwrap_or_else(|e| panic!("these tests build a C library: cannot run {cc:?}: {e}"));
-    assert!(status.success(), "building {} failed", src.display());
-    out
-}
-
 fn emu() -> MutexGuard<'static, Emu> {
     static EMU: OnceLock<Mutex<Emu>> = OnceLock::new();
     EMU.get_or_init(|| {
-        let path = build();
+        let path = cudart_emu::build();
         // SAFETY: the emulator has no initialisers.
         let lib = unsafe { libloading::Library::new(&path) }.unwrap();
         Mutex::new(Emu { path, lib })

@@ -17,7 +17,11 @@
  *    bytes are violations;
  *  - failures can be injected: the Nth cudaMemcpyAsync call fails, or the Nth
  *    copy fails asynchronously (a sticky error reported by later calls), or
- *    cudaMalloc runs out of device memory.
+ *    cudaMalloc runs out of device memory, or the Nth copy silently flips
+ *    its first byte (to test checks after a load).
+ * Configuration: emu_reset / emu_corrupt_copy from a test, or for another
+ * process the environment: CUDART_EMU_DEVICES, CUDART_EMU_DELAY_US,
+ * CUDART_EMU_CORRUPT_COPY.
  * Violations are counted and the last one described (emu_stats).
  */
 #include <pthread.h>
@@ -86,7 +90,7 @@ static __thread int current_device;
 /* Configuration (emu_reset). */
 static int device_count = 1;
 static unsigned delay_us;
-static long fail_async_call, fail_copy;
+static long fail_async_call, fail_copy, corrupt_copy;
 static size_t max_device_bytes;
 
 /* State and counters (emu_stats). */
@@ -145,8 +149,12 @@ static void *worker(void *arg) {
         while (!s->head && !s->destroyed) pthread_cond_wait(&s->cv, &mu);
         if (!s->head) break;
         struct op *o = s->head;
-        int fail = 0;
-        if (o->kind == OP_COPY) fail = ++copies_run == fail_copy;
+        int fail = 0, corrupt = 0;
+        if (o->kind == OP_COPY) {
+            copies_run++;
+            fail = copies_run == fail_copy;
+            corrupt = copies_run == corrupt_copy;
+        }
         unsigned d = delay_us ? (unsigned)rand_r(&s->seed) % (delay_us + 1) : 0;
         pthread_mutex_unlock(&mu);
         if (d) usleep(d);
@@ -154,6 +162,7 @@ static void *worker(void *arg) {
         if (o->kind == OP_COPY && !fail) {
             changed = hash(o->src, o->len) != o->src_hash;
             memcpy(o->dst, o->src, o->len);
+            if (corrupt && o->len) o->dst[0] ^= 0x5A;
         }
         pthread_mutex_lock(&mu);
         if (changed) violation("pinned source %p (%zu bytes) overwritten before its queued copy ran", o->src, o->len);
@@ -198,12 +207,26 @@ static int live_stream(struct stream *s) {
 
 /* ---- control, for the tests ---- */
 
+__attribute__((constructor)) static void configure_from_environment(void) {
+    const char *v;
+    if ((v = getenv("CUDART_EMU_DEVICES"))) device_count = atoi(v);
+    if ((v = getenv("CUDART_EMU_DELAY_US"))) delay_us = (unsigned)atoi(v);
+    if ((v = getenv("CUDART_EMU_CORRUPT_COPY"))) corrupt_copy = atol(v);
+}
+
+void emu_corrupt_copy(long nth) {
+    pthread_mutex_lock(&mu);
+    corrupt_copy = nth;
+    pthread_mutex_unlock(&mu);
+}
+
 void emu_reset(int devices, unsigned delay, long fail_async_nth, long fail_copy_nth, size_t max_bytes) {
     pthread_mutex_lock(&mu);
     device_count = devices;
     delay_us = delay;
     fail_async_call = fail_async_nth;
     fail_copy = fail_copy_nth;
+    corrupt_copy = 0;
     max_device_bytes = max_bytes;
     sticky = SUCCESS;
     async_calls = copies_run = pageable_copies = violations = pinned_allocs = 0;
