@@ -252,6 +252,11 @@ pub struct LoadArgs {
     /// not), buffered or direct.
     #[arg(long, default_value = "auto", value_parser = ["auto", "buffered", "direct"])]
     pub io: String,
+    /// How reads are issued on the CPU: auto (threads, as measured),
+    /// threads (pread/preadv) or io-uring (Linux; falls back to threads, and
+    /// says why, where a ring cannot be set up).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "threads", "io-uring"])]
+    pub io_backend: String,
     /// Evict the files from the page cache first, to measure a cold load.
     #[arg(long)]
     pub cold: bool,

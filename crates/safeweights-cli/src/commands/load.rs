@@ -4,7 +4,8 @@ use std::path::Path;
 
 use anyhow::Context as _;
 use safeweights_load::{
-    evict_from_page_cache, load_to_host, Device, IoMode, LoadOptions, LoadPlan, LoadReport,
+    evict_from_page_cache, load_to_host, Device, IoBackend, IoMode, LoadOptions, LoadPlan,
+    LoadReport,
 };
 
 use crate::cli::LoadArgs;
@@ -22,6 +23,11 @@ pub fn run(args: &LoadArgs, printer: &mut Printer) -> anyhow::Result<Status> {
         "buffered" => IoMode::Buffered,
         "direct" => IoMode::Direct,
         _ => IoMode::Auto,
+    });
+    options = options.io_backend(match args.io_backend.as_str() {
+        "threads" => IoBackend::Threads,
+        "io-uring" => IoBackend::IoUring,
+        _ => IoBackend::Auto,
     });
     if let Some(t) = args.threads {
         options = options.threads(t);
@@ -56,8 +62,12 @@ pub fn run(args: &LoadArgs, printer: &mut Printer) -> anyhow::Result<Status> {
 
 /// The human lines of a load report (also used by the demo).
 pub fn print_report(r: &LoadReport, p: &mut Printer) -> std::io::Result<()> {
+    let via = match r.io_backend {
+        IoBackend::IoUring => "io_uring",
+        _ => "pread",
+    };
     p.line(format!(
-        "loaded {} tensors, {} to {} in {:.3}s: {:.2} GB/s ({} threads, {} reads of up to {})",
+        "loaded {} tensors, {} to {} in {:.3}s: {:.2} GB/s ({} threads via {via}, {} reads of up to {})",
         r.tensors,
         human_bytes(r.bytes),
         r.device,
@@ -67,6 +77,9 @@ pub fn print_report(r: &LoadReport, p: &mut Printer) -> std::io::Result<()> {
         r.reads,
         human_bytes(r.chunk_size)
     ))?;
+    if let Some(why) = &r.io_backend_fallback {
+        p.line(format!("  I/O backend fallback: {why}"))?;
+    }
     for f in &r.files {
         let mode = serde_json::to_value(f.mode)
             .ok()

@@ -564,6 +564,63 @@ fn single_shard_has_no_index() {
     assert_eq!(v["max_shard_size"], 5_000_000_000u64);
 }
 
+// --------------------------------------------------------------------- load
+
+#[test]
+fn load_reports_the_io_backend() {
+    let (dir, _) = sample_dir();
+    let r = run(
+        dir.path(),
+        &[
+            "load",
+            "model.safetensors",
+            "--io-backend",
+            "threads",
+            "--json",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v = json(&r);
+    assert_eq!(v["io_backend"], "threads");
+    assert_eq!(v["io_backend_fallback"], Value::Null);
+    assert_eq!(v["tensors"], 4);
+    // io_uring where the machine allows it, else threads and the reason.
+    let r = run(
+        dir.path(),
+        &[
+            "load",
+            "model.safetensors",
+            "--io-backend",
+            "io-uring",
+            "--json",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v = json(&r);
+    match v["io_backend"].as_str() {
+        Some("io_uring") => assert_eq!(v["io_backend_fallback"], Value::Null),
+        Some("threads") => assert!(v["io_backend_fallback"].is_string(), "{v}"),
+        other => panic!("io_backend {other:?}"),
+    }
+    let r = run(
+        dir.path(),
+        &["load", "model.safetensors", "--io-backend", "io-uring"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.starts_with("loaded 4 tensors"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("via io_uring,") || r.stdout.contains("I/O backend fallback: "),
+        "{}",
+        r.stdout
+    );
+    let r = run(
+        dir.path(),
+        &["load", "model.safetensors", "--io-backend", "aio"],
+    );
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("io-uring"), "{}", r.stderr);
+}
+
 // --------------------------------------------------------------------- misc
 
 #[test]
