@@ -179,7 +179,7 @@ fi
   echo "commit:     $commit$dirty"
   echo "rustc:      $(rustc --version)"
   echo "target:     $TRIPLE"
-  echo "glibc:      needs >= $floor (KIT_GLIBC=$GLIBC; built on glibc $(ldd --version | head -1 | awk '{print $NF}'))"
+  echo "glibc:      needs >= $floor (KIT_GLIBC=$GLIBC; built on glibc $(getconf GNU_LIBC_VERSION | awk '{print $2}'))"
   echo "wheel:      $(basename "$wheel")"
   echo "bench-load: its CPU peer script is compiled in as a path; run_gpu.sh passes --no-peer where that path is absent"
   echo "bench_peer_script=$src/bench/peers/reference_load.py"

@@ -723,7 +723,7 @@ def summary(a, results, label, h2d):
     ours = results.get(SAFEWEIGHTS)
     peers = {k: r for k, r in results.items() if k in LOADERS and k not in OURS and ok(r)}
     if not ok(ours):
-        say("safeweights load_checkpoint: no valid figure (skipped or MISMATCH)")
+        say("no ratio: safeweights load_checkpoint did not run, was skipped, or MISMATCH")
         return
     best = max(peers, key=lambda k: peers[k]["gb_per_s"]) if peers else None
     if best:

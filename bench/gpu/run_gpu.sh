@@ -56,7 +56,7 @@ if [ -n "$KIT" ] && [ "${USE_CARGO:-0}" != 1 ]; then
   step "kit: $KIT"
   sed -n '1,8p' "$KIT/MANIFEST"
   need=$(sed -n 's/^glibc: *needs >= \([0-9.]*\).*/\1/p' "$KIT/MANIFEST")
-  have=$(ldd --version 2>/dev/null | head -1 | grep -o '[0-9]\+\.[0-9]\+$' || echo 0)
+  have=$(getconf GNU_LIBC_VERSION 2>/dev/null | awk '{print $2}'); have=${have:-unknown}
   if [ -n "$need" ] && [ "$(printf '%s\n%s\n' "$need" "$have" | sort -t. -k1,1n -k2,2n | head -1)" != "$need" ]; then
     die "the kit needs glibc >= $need, this machine has $have: rebuild it with KIT_GLIBC=$have"
   fi
@@ -134,6 +134,13 @@ P
   [ -n "$SAFEWEIGHTS_CUDART" ] && export SAFEWEIGHTS_CUDART || unset SAFEWEIGHTS_CUDART
 fi
 echo "libcudart: ${SAFEWEIGHTS_CUDART:-system default (libcudart.so, .so.13, .so.12, .so.11.0)}"
+# fastsafetensors dlopens plain "libcudart.so", which pip's CUDA wheels do not
+# ship: without a CUDA toolkit it would be skipped. Give it the runtime torch uses.
+if [ -n "${SAFEWEIGHTS_CUDART:-}" ] && ! ldconfig -p 2>/dev/null | grep -q 'libcudart\.so '; then
+  mkdir -p "$OUT/lib" && ln -sf "$SAFEWEIGHTS_CUDART" "$OUT/lib/libcudart.so"
+  export LD_LIBRARY_PATH="$OUT/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  echo "libcudart.so for fastsafetensors: $OUT/lib/libcudart.so -> $SAFEWEIGHTS_CUDART"
+fi
 "$VPY" - <<'P' || die "the safeweights engine cannot reach CUDA: the GPU numbers would be CPU loads moved with .to(); set SAFEWEIGHTS_CUDART"
 import torch
 from safeweights._safeweights import _cuda_status
@@ -144,7 +151,7 @@ P
 fi
 
 # --- 3. Correctness on the GPU ------------------------------------------------
-step "tests: safeweights-load, release (cuda_load_is_byte_identical_when_a_gpu_is_present runs for real now that CUDA is reachable)"
+step "tests: safeweights-load, release (the GPU test returns early without CUDA: step 2 made sure it is reachable, but for DRY_RUN=1)"
 if [ "$MODE" = kit ]; then
   for t in "${TESTS[@]}"; do
     echo "-- $(basename "$t")"
@@ -189,6 +196,11 @@ fi
 trap 'rm -rf "$SHM"' EXIT
 
 # --- 7. Per checkpoint: the Rust engine alone, then every loader --------------
+# load_gpu.py: rows (JSON) to NAME.jsonl; table, ratios, goals to NAME.txt and the log.
+bench() {
+  local name=$1; shift
+  "$VPY" "$here/load_gpu.py" "$@" 2>&1 >"$OUT/$name.jsonl" | tee "$OUT/$name.txt"
+}
 i=0
 for ckpt in "${ckpts[@]}"; do
   i=$((i + 1))
@@ -202,24 +214,20 @@ for ckpt in "${ckpts[@]}"; do
   esac
   "$SW" load "$ckpt" --device "$DEV" || failed+=("safeweights load $tag")
   if [ "$DRY" = 1 ]; then
-    "$VPY" "$here/load_gpu.py" "$ckpt" --dry-run --check all \
-      >"$OUT/$tag-dry.jsonl" 2> >(tee "$OUT/$tag-dry.txt" >&2) || failed+=("load_gpu $tag dry run")
+    bench "$tag-dry" "$ckpt" --dry-run --check all || failed+=("load_gpu $tag dry run")
     continue
   fi
   # Warm (every tensor's bytes checked), then cold (not on tmpfs).
-  "$VPY" "$here/load_gpu.py" "$ckpt" --device cuda:0 --runs "$RUNS" --check all \
-    >"$OUT/$tag-warm.jsonl" 2> >(tee "$OUT/$tag-warm.txt" >&2) || failed+=("load_gpu $tag warm")
+  bench "$tag-warm" "$ckpt" --device cuda:0 --runs "$RUNS" --check all || failed+=("load_gpu $tag warm")
   case "$ckpt" in /dev/shm/*) ;; *)
-    "$VPY" "$here/load_gpu.py" "$ckpt" --device cuda:0 --runs "$RUNS" --cold \
-      >"$OUT/$tag-cold.jsonl" 2> >(tee "$OUT/$tag-cold.txt" >&2) || failed+=("load_gpu $tag cold") ;;
+    bench "$tag-cold" "$ckpt" --device cuda:0 --runs "$RUNS" --cold || failed+=("load_gpu $tag cold") ;;
   esac
 done
 
 # The CPU destination against memcpy, from tmpfs when there is one.
 cpu_ckpt=${ckpts[2]:-$LLAMA}
 step "CPU destination: $cpu_ckpt"
-"$VPY" "$here/load_gpu.py" "$cpu_ckpt" --device cpu --runs "$RUNS" \
-  >"$OUT/cpu-warm.jsonl" 2> >(tee "$OUT/cpu-warm.txt" >&2) || failed+=("load_gpu cpu")
+bench cpu-warm "$cpu_ckpt" --device cpu --runs "$RUNS" || failed+=("load_gpu cpu")
 
 if [ "$DRY" != 1 ]; then
   step "nvidia-smi after the runs (memory back at baseline?)"
