@@ -16,7 +16,8 @@
 # Environment:
 #   SAFEWEIGHTS_PYTHON  the Python that has torch (default python3)
 #   VENV                where the venv with the kit's wheel goes (default
-#                       $OUT/venv; it sees $SAFEWEIGHTS_PYTHON's packages)
+#                       /tmp/safeweights-gpu-venv; it sees $SAFEWEIGHTS_PYTHON's
+#                       packages)
 #   DISK_DIR            where the checkpoints are written: put it on the NVMe
 #                       to measure (default /var/tmp/safeweights-bench-load)
 #   OUT                 results folder (default ./gpu-results-DATE)
@@ -92,7 +93,7 @@ export SAFEWEIGHTS_LOAD_EXAMPLE=$EXAMPLE
 step "Python: $PY"
 "$PY" -c 'import torch, safetensors; print("torch", torch.__version__, "CUDA", torch.version.cuda, "available:", torch.cuda.is_available()); print("safetensors", safetensors.__version__)' ||
   die "$PY cannot import torch and safetensors (set SAFEWEIGHTS_PYTHON)"
-VENV=${VENV:-$OUT/venv}
+VENV=${VENV:-${TMPDIR:-/tmp}/safeweights-gpu-venv}
 if [ -n "$WHEEL" ]; then
   "$PY" -m venv --system-site-packages "$VENV" || die "$PY -m venv failed (Debian/Ubuntu: apt install python3-venv, or point SAFEWEIGHTS_PYTHON at another Python)"
   # --system-site-packages shows the base interpreter's packages only; when
@@ -235,7 +236,7 @@ if [ "$DRY" != 1 ]; then
 fi
 
 step "summary"
-grep -h -E '^(ratio|goal)|MISMATCH|WARNING' "$OUT"/*.txt || true
+(cd "$OUT" && grep -E '^(ratio|goal)|MISMATCH|WARNING' -- *.txt) || true
 echo "results: $OUT (bring this folder back)"
 if [ ${#failed[@]} -gt 0 ]; then
   printf 'FAILED: %s\n' "${failed[@]}"
