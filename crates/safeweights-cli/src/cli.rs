@@ -260,6 +260,11 @@ pub struct LoadArgs {
     /// Evict the files from the page cache first, to measure a cold load.
     #[arg(long)]
     pub cold: bool,
+    /// After the (timed) load, read every tensor again from the files and
+    /// compare it with what was loaded (copied back from the GPU for CUDA);
+    /// a difference exits with 1.
+    #[arg(long)]
+    pub verify: bool,
     #[command(flatten)]
     pub read: ReadArgs,
 }

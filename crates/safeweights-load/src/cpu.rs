@@ -200,6 +200,12 @@ impl HostTensors {
     pub fn report(&self) -> &LoadReport {
         &self.report
     }
+    /// Reads every tensor again from its file (one at a time) and compares
+    /// it with what was loaded: the first difference is a
+    /// [`LoadError::Mismatch`].
+    pub fn verify(&self) -> Result<(), LoadError> {
+        (0..self.plan.len()).try_for_each(|i| crate::quick::compare(&self.plan, i, self.data(i)))
+    }
 }
 
 /// Loads the plan into a new host arena (fresh pages: no zeroing pass;

@@ -374,6 +374,13 @@ impl DeviceTensors {
     pub fn report(&self) -> &LoadReport {
         &self.report
     }
+    /// Copies every tensor back from the device and compares it with its
+    /// bytes read again from its file (one tensor at a time): the first
+    /// difference is a [`LoadError::Mismatch`].
+    pub fn verify(&self) -> Result<(), LoadError> {
+        (0..self.plan.len())
+            .try_for_each(|i| crate::quick::compare(&self.plan, i, &self.to_host(i)?))
+    }
     /// Copies tensor `i` back to the host (for checks).
     pub fn to_host(&self, i: usize) -> Result<Vec<u8>, LoadError> {
         let mut v = vec![0u8; self.plan.tensors()[i].len() as usize];

@@ -81,9 +81,7 @@ fn load(
         Device::Cpu => {
             let host = crate::load_to_host(plan, options)?;
             if verify {
-                for i in 0..host.plan().len() {
-                    compare(host.plan(), i, host.data(i))?;
-                }
+                host.verify()?;
             }
             Ok(host.report().clone())
         }
@@ -91,9 +89,7 @@ fn load(
             let cuda = crate::cuda::Cuda::load()?;
             let loaded = crate::cuda::load_to_cuda(&cuda, n, plan, options)?;
             if verify {
-                for i in 0..loaded.plan().len() {
-                    compare(loaded.plan(), i, &loaded.to_host(i)?)?;
-                }
+                loaded.verify()?;
             }
             Ok(loaded.report().clone())
         }
@@ -101,7 +97,7 @@ fn load(
 }
 
 /// Compares tensor `i` as loaded with its bytes read from its file.
-fn compare(plan: &LoadPlan, i: usize, got: &[u8]) -> Result<(), LoadError> {
+pub(crate) fn compare(plan: &LoadPlan, i: usize, got: &[u8]) -> Result<(), LoadError> {
     let t = &plan.tensors()[i];
     let file = &plan.files()[t.file()];
     let mismatch = |offset: u64| LoadError::Mismatch {

@@ -3,10 +3,12 @@
 use std::path::Path;
 
 use anyhow::Context as _;
+use safeweights_load::cuda::{load_to_cuda, Cuda};
 use safeweights_load::{
-    evict_from_page_cache, load_to_host, Device, IoBackend, IoMode, LoadOptions, LoadPlan,
-    LoadReport,
+    evict_from_page_cache, load_to_host, Device, IoBackend, IoMode, LoadError, LoadOptions,
+    LoadPlan, LoadReport,
 };
+use serde_json::{json, Value};
 
 use crate::cli::LoadArgs;
 use crate::printer::{human_bytes, Printer};
@@ -51,13 +53,51 @@ pub fn run(args: &LoadArgs, printer: &mut Printer) -> anyhow::Result<Status> {
         }
     }
     let plan = LoadPlan::for_checkpoint(&checkpoint);
-    let report = match device {
-        Device::Cpu => load_to_host(plan, &options)?.report().clone(),
-        _ => safeweights_load::load_path(&args.path, device, &options)?,
+    let (report, checked) = match device {
+        Device::Cpu => {
+            let host = load_to_host(plan, &options)?;
+            let checked = args.verify.then(|| host.verify());
+            (host.report().clone(), checked)
+        }
+        Device::Cuda(n) => {
+            let cuda = Cuda::load()?;
+            let loaded = load_to_cuda(&cuda, n, plan, &options)?;
+            let checked = args.verify.then(|| loaded.verify());
+            (loaded.report().clone(), checked)
+        }
     };
-    printer.json(&report)?;
+    let mismatch = match checked {
+        Some(Err(LoadError::Mismatch {
+            file,
+            tensor,
+            offset,
+        })) => Some(json!({ "file": file, "tensor": tensor, "offset": offset })),
+        Some(Err(other)) => return Err(other.into()),
+        _ => None,
+    };
+    let mut out = serde_json::to_value(&report)?;
+    if args.verify {
+        out["verified"] = json!(mismatch.is_none());
+        out["mismatch"] = mismatch.clone().unwrap_or(Value::Null);
+    }
+    printer.json(&out)?;
     print_report(&report, printer)?;
-    Ok(Status::Success)
+    match mismatch {
+        None if args.verify => {
+            printer.line("verified: every tensor equals the file's bytes")?;
+            Ok(Status::Success)
+        }
+        None => Ok(Status::Success),
+        Some(m) => {
+            printer.line(format!(
+                "MISMATCH: {}: tensor {}: loaded bytes differ from the file's, first at byte {} of the tensor",
+                m["file"].as_str().unwrap_or_default(),
+                m["tensor"],
+                m["offset"]
+            ))?;
+            Ok(Status::Failure)
+        }
+    }
 }
 
 /// The human lines of a load report (also used by the demo).

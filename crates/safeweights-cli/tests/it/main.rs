@@ -1,6 +1,9 @@
 //! Runs the built `safeweights` binary on files written with
 //! `safeweights::write_file` in temporary folders.
 
+#[path = "../../../safeweights-load/tests/cudart_emu/mod.rs"]
+mod cudart_emu;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -37,8 +40,14 @@ struct Run {
 
 /// Runs the binary in `dir`, with `dir`'s path redacted as `[TMP]` in the output.
 fn run(dir: &Path, args: &[&str]) -> Run {
+    run_env(dir, args, &[])
+}
+
+/// As [`run`], with extra environment variables.
+fn run_env(dir: &Path, args: &[&str], env: &[(&str, &Path)]) -> Run {
     let out = Command::new(env!("CARGO_BIN_EXE_safeweights"))
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(dir)
         .output()
         .expect("run safeweights");
@@ -619,6 +628,65 @@ fn load_reports_the_io_backend() {
     );
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("io-uring"), "{}", r.stderr);
+}
+
+/// `--device cuda:0 --verify` through the emulated CUDA runtime of the load
+/// crate's tests (`$SAFEWEIGHTS_CUDART`, as a user would point at
+/// libcudart): a clean load verifies; a copy that silently flips a byte is
+/// caught (exit 1, the tensor named); no device is a clean error (exit 2).
+#[test]
+fn load_verify_on_cuda_through_the_emulated_runtime() {
+    let (dir, _) = sample_dir();
+    let lib = cudart_emu::build();
+    let cuda = [("SAFEWEIGHTS_CUDART", lib.as_path())];
+    let args = [
+        "load",
+        "model.safetensors",
+        "--device",
+        "cuda:0",
+        "--threads",
+        "1",
+        "--verify",
+    ];
+    let r = run_env(dir.path(), &[&args[..], &["--json"]].concat(), &cuda);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v = json(&r);
+    assert_eq!(
+        (v["device"].as_str(), v["tensors"].as_u64()),
+        (Some("cuda:0"), Some(4))
+    );
+    assert_eq!(
+        (v["verified"].as_bool(), &v["mismatch"]),
+        (Some(true), &Value::Null)
+    );
+    let r = run_env(dir.path(), &args, &cuda);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("to cuda:0") && r.stdout.contains("verified: every tensor"));
+
+    // One thread, one chunk: the file's only copy has its first byte flipped.
+    let corrupt = Path::new("1");
+    let bad = [cuda[0], ("CUDART_EMU_CORRUPT_COPY", corrupt)];
+    let r = run_env(dir.path(), &[&args[..], &["--json"]].concat(), &bad);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let v = json(&r);
+    assert_eq!(v["verified"], false);
+    assert_eq!(v["mismatch"]["offset"], 0);
+    assert!(v["mismatch"]["tensor"].is_string(), "{v}");
+    let r = run_env(dir.path(), &args, &bad);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stdout.contains("MISMATCH: model.safetensors: tensor"),
+        "{}",
+        r.stdout
+    );
+    // Without --verify the same corruption goes unseen: that is what it is for.
+    let r = run_env(dir.path(), &args[..6], &bad);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+
+    let none = [cuda[0], ("CUDART_EMU_DEVICES", Path::new("0"))];
+    let r = run_env(dir.path(), &args, &none);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("CUDA is unavailable"), "{}", r.stderr);
 }
 
 // --------------------------------------------------------------------- misc
