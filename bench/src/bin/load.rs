@@ -1,25 +1,38 @@
 //! Loading checkpoints into CPU memory: safeweights-load against the
 //! reference `safetensors` 0.8 `load_file` (numpy), in the same run, warm
 //! (page cache) and cold (caches dropped, or the files' pages evicted with
-//! `posix_fadvise(DONTNEED)` when that is not permitted).
+//! `posix_fadvise(DONTNEED)` when that is not permitted), through both I/O
+//! backends (threads, io_uring), each against the hardware limit measured
+//! in the same run on the same files:
 //!
-//! `cargo run --release -p safeweights-bench --bin load -- [--dir DIR] [--gb N] [--threads N] [--runs N] [--no-peer]`
+//! * memcpy: the checkpoint's bytes copied by as many threads as the load
+//!   uses, from a warm, already-faulted buffer into a freshly mapped arena of
+//!   the load's shape (the best a loader from the page cache could do);
+//! * disk: the files read cold with as many threads, each issuing aligned
+//!   16 MiB `O_DIRECT` reads into one reused aligned buffer, nothing else.
+//!
+//! `cargo run --release -p safeweights-bench --bin load -- [--dir DIR] [--gb N] [--threads N] [--queue-depth N] [--runs N] [--no-peer]`
 #![allow(clippy::print_stdout)]
 
+use std::fs::File;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use safeweights::sharded::ShardIndex;
 use safeweights::{Backend, Checkpoint, Dtype, OpenOptions, StreamingWriter, TensorSpec};
 use safeweights_bench::{gbps, machine, row, run_peer};
 use safeweights_load::{
-    evict_from_page_cache, load_to_host, page_residency, IoMode, LoadOptions, LoadPlan,
+    evict_from_page_cache, load_to_host, page_residency, HostBuffer, IoBackend, IoMode,
+    LoadOptions, LoadPlan,
 };
 
 struct Args {
     dir: PathBuf,
     gb: f64,
     threads: Option<usize>,
+    depth: Option<usize>,
     runs: usize,
     peer: bool,
 }
@@ -29,6 +42,7 @@ fn args() -> anyhow::Result<Args> {
         dir: std::env::temp_dir().join("safeweights-bench-load"),
         gb: 2.0,
         threads: None,
+        depth: None,
         runs: 3,
         peer: true,
     };
@@ -38,6 +52,7 @@ fn args() -> anyhow::Result<Args> {
             "--dir" => a.dir = PathBuf::from(it.next().expect("--dir DIR")),
             "--gb" => a.gb = it.next().expect("--gb N").parse()?,
             "--threads" => a.threads = Some(it.next().expect("--threads N").parse()?),
+            "--queue-depth" => a.depth = Some(it.next().expect("--queue-depth N").parse()?),
             "--runs" => a.runs = it.next().expect("--runs N").parse()?,
             "--no-peer" => a.peer = false,
             other => anyhow::bail!("unknown argument {other}"),
@@ -199,33 +214,225 @@ fn warm(paths: &[PathBuf]) {
     }
 }
 
+/// Touches and frees `bytes` of fresh memory. On a VM whose host backs
+/// guest memory lazily (free-page reporting), memory the guest has not
+/// touched lately faults in far slower (the host zeroes it: 91% of a slow
+/// warm load was `clear_page` under the destination's page faults). Every
+/// timed run, baselines included, is preceded by this, so each maps
+/// recently used memory and the figures measure the loader, not the host.
+fn prime(bytes: u64) -> anyhow::Result<()> {
+    let mut b = HostBuffer::zeroed(usize::try_from(bytes)?)?;
+    for page in b.chunks_mut(4096) {
+        page[0] = 1;
+    }
+    std::hint::black_box(b.last());
+    Ok(())
+}
+
+/// One load: its time, the files' modes and the backend used.
+fn load_once(ckpt: &Checkpoint, options: &LoadOptions) -> anyhow::Result<(Duration, String)> {
+    let plan = LoadPlan::for_checkpoint(ckpt);
+    prime(plan.total_bytes())?;
+    let t = Instant::now();
+    let host = load_to_host(plan, options)?;
+    let elapsed = t.elapsed();
+    let r = host.report();
+    let mut m: Vec<String> = r
+        .files
+        .iter()
+        .map(|f| format!("{:?}", f.mode).to_lowercase())
+        .collect();
+    m.dedup();
+    let backend = serde_json::to_value(r.io_backend)?;
+    let mut modes = format!("{}, {}", m.join("+"), backend.as_str().unwrap_or("?"));
+    if let Some(why) = &r.io_backend_fallback {
+        modes.push_str(&format!(": {why}"));
+    }
+    std::hint::black_box(host.data(0).first());
+    Ok((elapsed, modes))
+}
+
 /// Median seconds of `runs` loads, after `prepare` before each.
 fn time_ours(
     ckpt: &Checkpoint,
     options: &LoadOptions,
     runs: usize,
     mut prepare: impl FnMut(),
-) -> anyhow::Result<(Duration, String)> {
+) -> anyhow::Result<Duration> {
     let mut times = Vec::new();
-    let mut modes = String::new();
-    for _ in 0..runs {
+    for _ in 0..runs.max(1) {
         prepare();
-        let plan = LoadPlan::for_checkpoint(ckpt);
-        let t = Instant::now();
-        let host = load_to_host(plan, options)?;
-        times.push(t.elapsed());
-        let mut m: Vec<String> = host
-            .report()
-            .files
-            .iter()
-            .map(|f| format!("{:?}", f.mode).to_lowercase())
-            .collect();
-        m.dedup();
-        modes = m.join("+");
-        std::hint::black_box(host.data(0).first());
+        times.push(load_once(ckpt, options)?.0);
     }
+    Ok(median(times))
+}
+
+/// io_uring's speed relative to threads, paired run by run (both ran in
+/// the same round): the median ratio and the range (>1: io_uring faster).
+fn paired(threads: &[Duration], uring: &[Duration]) -> String {
+    let mut r: Vec<f64> = threads
+        .iter()
+        .zip(uring)
+        .map(|(t, u)| t.as_secs_f64() / u.as_secs_f64())
+        .collect();
+    r.sort_by(f64::total_cmp);
+    match (r.first(), r.get(r.len() / 2), r.last()) {
+        (Some(lo), Some(mid), Some(hi)) => {
+            format!("{mid:.2}x speed, paired by round (range {lo:.2}-{hi:.2}x)")
+        }
+        _ => "-".to_owned(),
+    }
+}
+
+fn median(mut times: Vec<Duration>) -> Duration {
     times.sort();
-    Ok((times[times.len() / 2], modes))
+    times.get(times.len() / 2).copied().unwrap_or(Duration::MAX)
+}
+
+/// Runs `work(thread, i)` for every `i < items` on `threads` threads, each
+/// taking the next item.
+fn parallel(threads: usize, items: usize, work: impl Fn(usize, usize) + Sync) {
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for t in 0..threads.max(1) {
+            let (next, work) = (&next, &work);
+            s.spawn(move || loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= items {
+                    break;
+                }
+                work(t, i);
+            });
+        }
+    });
+}
+
+const PIECE: usize = 16 << 20;
+
+/// The memcpy limit: the checkpoint's bytes copied by the load's thread
+/// count in 16 MiB pieces from a warm, faulted source into a freshly mapped
+/// arena of the same size (what `load_to_host` fills), timing the mapping
+/// and the copy, page faults included.
+struct Memcpy {
+    src: HostBuffer,
+    threads: usize,
+}
+
+impl Memcpy {
+    fn new(total: u64, threads: usize) -> anyhow::Result<Self> {
+        let n = usize::try_from(total)?;
+        let mut src = HostBuffer::zeroed(n)?;
+        let pat = pattern(PIECE.min(n).max(1));
+        for c in src.chunks_mut(pat.len()) {
+            c.copy_from_slice(&pat[..c.len()]);
+        }
+        Ok(Memcpy { src, threads })
+    }
+
+    fn once(&self) -> anyhow::Result<Duration> {
+        let n = self.src.len();
+        prime(n as u64)?;
+        let t = Instant::now();
+        let mut dst = HostBuffer::zeroed(n)?;
+        let base = dst.as_mut_ptr() as usize;
+        let src = &self.src;
+        parallel(self.threads, n.div_ceil(PIECE), |_, i| {
+            let at = i * PIECE;
+            let len = PIECE.min(n - at);
+            // SAFETY: each piece `at..at + len` of the destination mapping is
+            // written by exactly one thread, and the mapping outlives the scope.
+            let d = unsafe { std::slice::from_raw_parts_mut((base + at) as *mut u8, len) };
+            d.copy_from_slice(&src[at..at + len]);
+        });
+        let elapsed = t.elapsed();
+        std::hint::black_box(dst.last());
+        Ok(elapsed)
+    }
+}
+
+/// The disk limit: the files, evicted, read whole by the load's thread count,
+/// each thread issuing aligned 16 MiB `O_DIRECT` reads into one reused
+/// aligned buffer, nothing else.
+struct Disk {
+    files: Vec<PathBuf>,
+    opened: Vec<(File, u64)>,
+    pieces: Vec<(usize, u64)>,
+    bufs: Vec<std::sync::Mutex<HostBuffer>>,
+}
+
+impl Disk {
+    fn new(files: &[PathBuf], threads: usize) -> anyhow::Result<Self> {
+        let opened: Vec<(File, u64)> = files
+            .iter()
+            .map(|p| {
+                let f = std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_DIRECT)
+                    .open(p)?;
+                let len = f.metadata()?.len();
+                Ok((f, len))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let pieces = opened
+            .iter()
+            .enumerate()
+            .flat_map(|(i, (_, len))| (0..*len).step_by(PIECE).map(move |o| (i, o)))
+            .collect();
+        let bufs = (0..threads.max(1))
+            .map(|_| {
+                let mut b = HostBuffer::zeroed(PIECE)?;
+                b.fill(1); // faulted before timing
+                Ok(std::sync::Mutex::new(b))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Disk {
+            files: files.to_vec(),
+            opened,
+            pieces,
+            bufs,
+        })
+    }
+
+    fn once(&self) -> anyhow::Result<Duration> {
+        evict(&self.files)?;
+        let failed = std::sync::Mutex::new(None);
+        let t = Instant::now();
+        parallel(self.bufs.len(), self.pieces.len(), |thread, i| {
+            let (f, at) = self.pieces[i];
+            let (file, len) = &self.opened[f];
+            let want = (len - at).min(PIECE as u64) as usize;
+            let mut buf = self.bufs[thread].lock().unwrap_or_else(|p| p.into_inner());
+            let mut got = 0usize;
+            while got < want {
+                // The whole aligned piece is asked for; the file's end
+                // shortens the last read.
+                match file.read_at(&mut buf[got..], at + got as u64) {
+                    Ok(0) => break,
+                    Ok(n) => got += n,
+                    Err(e) => {
+                        let mut slot = failed.lock().unwrap_or_else(|p| p.into_inner());
+                        slot.get_or_insert(e);
+                        break;
+                    }
+                }
+            }
+        });
+        let elapsed = t.elapsed();
+        if let Some(e) = failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            anyhow::bail!("O_DIRECT read failed: {e}");
+        }
+        Ok(elapsed)
+    }
+}
+
+/// `/proc/loadavg`'s first three fields: other work on the machine.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn verify(ckpt: &Checkpoint, options: &LoadOptions) -> anyhow::Result<()> {
@@ -272,6 +479,7 @@ fn main() -> anyhow::Result<()> {
     let a = args()?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("machine: {}", machine());
+    println!("load average: {}", loadavg());
     println!("folder:  {}", a.dir.display());
     println!(
         "memcpy:  {:.2} GB/s (1 thread), {:.2} GB/s ({cores} threads)\n",
@@ -282,6 +490,13 @@ fn main() -> anyhow::Result<()> {
     if let Some(t) = a.threads {
         opts = opts.threads(t);
     }
+    if let Some(d) = a.depth {
+        opts = opts.queue_depth(d);
+    }
+    let backends = [
+        ("threads", IoBackend::Threads),
+        ("io_uring", IoBackend::IoUring),
+    ];
     let sets = [
         ("llama", llama_specs(a.gb), 1_000_000_000u64),
         ("moe-10k", moe_specs(), 200_000_000u64),
@@ -314,51 +529,127 @@ fn main() -> anyhow::Result<()> {
         // could not be evicted for the cold runs.
         let pread = OpenOptions::new().backend(Backend::Pread);
         let ckpt = Checkpoint::open_with(&index, &pread)?;
+        let threads = opts.thread_count();
         println!(
-            "== {name}: {} tensors, {:.2} GB, {} shards, threads {}",
+            "== {name}: {} tensors, {:.2} GB, {} shards, threads {threads}, io_uring queue depth {}",
             ckpt.len(),
             total as f64 / 1e9,
             files.len(),
-            opts.thread_count()
+            opts.depth()
         );
         warm(&files);
-        verify(&ckpt, &opts)?;
-
-        // Warm.
-        let (ours, modes) = time_ours(&ckpt, &opts, a.runs, || warm(&files))?;
-        print!("warm  ours {:>6.2} GB/s [{modes}]", gbps(total, ours));
-        if a.peer {
-            let theirs = peer("warm", &files, a.runs)?;
-            println!("   reference {:>6.2} GB/s", gbps(total, theirs));
-            row(&format!("{name} warm"), ours, theirs, "reference");
-        } else {
-            println!();
+        for (_, backend) in backends {
+            verify(&ckpt, &opts.clone().io_backend(backend))?;
         }
 
-        // Cold.
-        for (label, mode) in [
-            ("auto", IoMode::Auto),
-            ("buffered", IoMode::Buffered),
-            ("direct", IoMode::Direct),
-        ] {
-            let o = opts.clone().io_mode(mode);
-            let mut res = 1.0;
-            let (ours, modes) = time_ours(&ckpt, &o, a.runs, || {
-                let _ = evict(&files);
-                res = resident(&files);
-            })?;
-            println!(
-                "cold  ours {label:<8} {:>6.2} GB/s [{modes}] (resident before: {:.0}%; after: {:.0}%)",
-                gbps(total, ours),
-                res * 100.0,
-                resident(&files) * 100.0
-            );
-            if label == "auto" && a.peer {
-                let theirs = peer("cold", &files, a.runs)?;
-                println!("cold  reference     {:>6.2} GB/s", gbps(total, theirs));
-                row(&format!("{name} cold"), ours, theirs, "reference");
+        // Warm, against memcpy; the baseline and every row take turns,
+        // round after round, so drift on a shared machine hits them alike.
+        let copy = Memcpy::new(total, threads)?;
+        let cfgs: Vec<LoadOptions> = backends
+            .iter()
+            .map(|&(_, b)| opts.clone().io_backend(b))
+            .collect();
+        let mut t_copy = Vec::new();
+        let mut t_rows = vec![Vec::new(); cfgs.len()];
+        let mut m_rows = vec![String::new(); cfgs.len()];
+        for _ in 0..a.runs.max(1) {
+            t_copy.push(copy.once()?);
+            for (i, o) in cfgs.iter().enumerate() {
+                warm(&files);
+                let (t, m) = load_once(&ckpt, o)?;
+                t_rows[i].push(t);
+                m_rows[i] = m;
             }
         }
+        drop(copy);
+        let copy = gbps(total, median(t_copy));
+        println!(
+            "warm  memcpy limit        {copy:>6.2} GB/s ({threads} threads into a fresh arena)"
+        );
+        for (((label, _), t), m) in backends.iter().zip(&t_rows).zip(&m_rows) {
+            let g = gbps(total, median(t.clone()));
+            println!(
+                "warm  ours {label:<8}       {g:>6.2} GB/s = {:>3.0}% of memcpy [{m}]",
+                100.0 * g / copy
+            );
+        }
+        println!(
+            "warm  io_uring vs threads {}",
+            paired(&t_rows[0], &t_rows[1])
+        );
+        if a.peer {
+            let ours = time_ours(&ckpt, &opts, a.runs, || warm(&files))?;
+            let theirs = peer("warm", &files, a.runs)?;
+            println!(
+                "warm  reference           {:>6.2} GB/s",
+                gbps(total, theirs)
+            );
+            row(&format!("{name} warm"), ours, theirs, "reference");
+        }
+
+        // Cold, against the disk, in turns likewise.
+        let disk = Disk::new(&files, threads)?;
+        let mut cfgs: Vec<(String, LoadOptions)> = Vec::new();
+        for (blabel, backend) in backends {
+            for (label, mode) in [
+                ("auto", IoMode::Auto),
+                ("buffered", IoMode::Buffered),
+                ("direct", IoMode::Direct),
+            ] {
+                let o = opts.clone().io_mode(mode).io_backend(backend);
+                cfgs.push((format!("{blabel:<8} {label:<8}"), o));
+            }
+        }
+        let mut t_disk = Vec::new();
+        let mut t_rows = vec![Vec::new(); cfgs.len()];
+        let mut m_rows = vec![String::new(); cfgs.len()];
+        let mut res = vec![(0.0, 0.0); cfgs.len()];
+        for _ in 0..a.runs.max(1) {
+            t_disk.push(disk.once()?);
+            for (i, (_, o)) in cfgs.iter().enumerate() {
+                evict(&files)?;
+                let before = resident(&files);
+                let (t, m) = load_once(&ckpt, o)?;
+                t_rows[i].push(t);
+                m_rows[i] = m;
+                res[i] = (before, resident(&files));
+            }
+        }
+        drop(disk);
+        let disk = gbps(total, median(t_disk));
+        println!(
+            "cold  disk limit          {disk:>6.2} GB/s ({threads} threads x 16 MiB O_DIRECT reads)"
+        );
+        for ((((label, _), t), m), (before, after)) in
+            cfgs.iter().zip(&t_rows).zip(&m_rows).zip(&res)
+        {
+            let g = gbps(total, median(t.clone()));
+            println!(
+                "cold  ours {label} {g:>6.2} GB/s = {:>3.0}% of disk [{m}] (resident before: {:.0}%; after: {:.0}%)",
+                100.0 * g / disk,
+                before * 100.0,
+                after * 100.0
+            );
+        }
+        let half = cfgs.len() / 2;
+        for (i, mode) in ["auto", "buffered", "direct"].iter().enumerate().take(half) {
+            println!(
+                "cold  io_uring vs threads {mode:<8} {}",
+                paired(&t_rows[i], &t_rows[half + i])
+            );
+        }
+        if a.peer {
+            let ours = time_ours(&ckpt, &opts, a.runs, || {
+                let _ = evict(&files);
+            })?;
+            let theirs = peer("cold", &files, a.runs)?;
+            println!(
+                "cold  reference           {:>6.2} GB/s",
+                gbps(total, theirs)
+            );
+            row(&format!("{name} cold"), ours, theirs, "reference");
+        }
+        println!("load average: {}", loadavg());
         println!();
     }
     Ok(())
