@@ -1,16 +1,16 @@
-//! `cargo run --release -p safeweights-load --example load -- PATH [--device cpu|cuda:N] [--threads N] [--chunk-mib N] [--io auto|buffered|direct] [--cold]`
+//! `cargo run --release -p safeweights-load --example load -- PATH [--device cpu|cuda:N] [--threads N] [--chunk-mib N] [--io auto|buffered|direct] [--io-backend auto|threads|io-uring] [--queue-depth N] [--cold]`
 //!
 //! Loads a checkpoint and prints the JSON report (what `safeweights load
 //! --json` would print). `--cold` evicts the files' pages first.
 #![allow(clippy::print_stdout)]
 
 use safeweights::Checkpoint;
-use safeweights_load::{evict_from_page_cache, load_path, Device, IoMode, LoadOptions};
+use safeweights_load::{evict_from_page_cache, load_path, Device, IoBackend, IoMode, LoadOptions};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut it = std::env::args().skip(1);
     let path = it.next().ok_or(
-        "usage: load PATH [--device D] [--threads N] [--chunk-mib N] [--io MODE] [--cold]",
+        "usage: load PATH [--device D] [--threads N] [--chunk-mib N] [--io MODE] [--io-backend B] [--queue-depth N] [--cold]",
     )?;
     let (mut device, mut opts, mut cold) = (Device::Cpu, LoadOptions::new(), false);
     while let Some(a) = it.next() {
@@ -27,6 +27,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     m => return Err(format!("unknown io mode {m}").into()),
                 })
             }
+            "--io-backend" => {
+                opts = opts.io_backend(match val()?.as_str() {
+                    "auto" => IoBackend::Auto,
+                    "threads" => IoBackend::Threads,
+                    "io-uring" | "io_uring" => IoBackend::IoUring,
+                    b => return Err(format!("unknown io backend {b}").into()),
+                })
+            }
+            "--queue-depth" => opts = opts.queue_depth(val()?.parse()?),
             "--cold" => cold = true,
             other => return Err(format!("unknown argument {other}").into()),
         }

@@ -16,6 +16,14 @@
 //!   are not, so a cold load does not fill the cache; buffered where the
 //!   file system refuses `O_DIRECT` (tmpfs). See [`IoMode`].
 //!
+//! On the CPU destination the reads are issued by blocking calls, one per
+//! thread at a time, or, with [`IoBackend::IoUring`] (Linux), through one
+//! `io_uring` per thread that keeps [`LoadOptions::queue_depth`] reads in
+//! flight. Where a ring cannot be set up (old kernel, `io_uring_disabled`,
+//! seccomp) the load runs on threads and the [`LoadReport`] says why. The
+//! default, [`IoBackend::Auto`], is threads: io_uring was not faster on the
+//! machine measured (`bench/README.md`).
+//!
 //! A tensor is reported complete (to a callback, or yielded by a
 //! [`TensorStream`]) only once all its bytes are in place; a failed read
 //! fails the load with an error naming the file and the tensor.
