@@ -27,11 +27,12 @@ use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::engine::{panic_message, Pool, Prepared};
+use crate::engine::{run_workers, Pool, Prepared};
 use crate::error::LoadError;
 use crate::options::LoadOptions;
 use crate::plan::LoadPlan;
 use crate::report::LoadReport;
+use std::sync::mpsc::Sender;
 
 type Stream = *mut c_void;
 
@@ -541,7 +542,6 @@ fn run(
             pending: Vec::new(),
         })
     };
-    let (tx, rx) = std::sync::mpsc::channel::<usize>();
     // Completes the pieces a slot's event follows, once the event is done.
     let settle = |slot: &mut Slot, tx: &dyn Fn(usize)| -> Result<(), LoadError> {
         if slot.pending.is_empty() {
@@ -567,84 +567,69 @@ fn run(
         }
         Ok(())
     };
-    let panicked = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..prep.threads)
-            .map(|_| {
-                let tx = tx.clone();
-                let (pool, make, settle) = (&pool, &make, &settle);
-                s.spawn(move || {
-                    let send = |i: usize| {
-                        let _ = tx.send(i);
-                    };
-                    if let Err(e) = cuda.set_device(device) {
-                        return prep.fail(e);
-                    }
-                    let mut stream: Stream = std::ptr::null_mut();
-                    // SAFETY: valid out-pointer.
-                    let code = unsafe { (cuda.f.stream_create)(&mut stream, STREAM_NON_BLOCKING) };
-                    if let Err(e) = check(cuda, "cudaStreamCreateWithFlags", code) {
-                        return prep.fail(e);
-                    }
-                    while let Some(j) = prep.next_job() {
-                        let job = &prep.jobs[j];
-                        let mut slot = match pool.get(make) {
-                            Ok(s) => s,
-                            Err(e) => {
-                                prep.fail(e);
-                                break;
-                            }
-                        };
-                        let r = settle(&mut slot, &send)
-                            .and_then(|()| copy_job(cuda, prep, job, &mut slot, ptrs, stream));
-                        pool.put(slot);
-                        if let Err(e) = r {
+    let (pool_ref, make, settle) = (&pool, &make, &settle);
+    let result = run_workers(
+        prep,
+        || {
+            move |tx: &Sender<usize>| {
+                let send = |i: usize| {
+                    let _ = tx.send(i);
+                };
+                if let Err(e) = cuda.set_device(device) {
+                    return prep.fail(e);
+                }
+                let mut stream: Stream = std::ptr::null_mut();
+                // SAFETY: valid out-pointer.
+                let code = unsafe { (cuda.f.stream_create)(&mut stream, STREAM_NON_BLOCKING) };
+                if let Err(e) = check(cuda, "cudaStreamCreateWithFlags", code) {
+                    return prep.fail(e);
+                }
+                while let Some(j) = prep.next_job() {
+                    let job = &prep.jobs[j];
+                    let mut slot = match pool_ref.get(make) {
+                        Ok(s) => s,
+                        Err(e) => {
                             prep.fail(e);
                             break;
                         }
-                    }
-                    // Every copy queued from the ring is done before the
-                    // ring is freed, even those of a job that failed midway.
-                    // SAFETY: the stream is this thread's, live.
-                    let code = unsafe { (cuda.f.stream_synchronize)(stream) };
-                    if let Err(e) = check(cuda, "cudaStreamSynchronize", code) {
+                    };
+                    let r = settle(&mut slot, &send)
+                        .and_then(|()| copy_job(cuda, prep, job, &mut slot, ptrs, stream));
+                    pool_ref.put(slot);
+                    if let Err(e) = r {
                         prep.fail(e);
+                        break;
                     }
-                    // SAFETY: destroying this thread's stream, now idle.
-                    unsafe { (cuda.f.stream_destroy)(stream) };
-                })
-            })
-            .collect();
-        drop(tx);
-        for i in rx {
-            on_done(i);
-        }
-        handles
-            .into_iter()
-            .filter_map(|h| h.join().err())
-            .map(panic_message)
-            .next()
-    });
+                }
+                // Every copy queued from the ring is done before the ring is
+                // reused or freed, even those of a job that failed midway.
+                // SAFETY: the stream is this thread's, live.
+                let code = unsafe { (cuda.f.stream_synchronize)(stream) };
+                if let Err(e) = check(cuda, "cudaStreamSynchronize", code) {
+                    prep.fail(e);
+                }
+                // SAFETY: destroying this thread's stream, now idle.
+                unsafe { (cuda.f.stream_destroy)(stream) };
+            }
+        },
+        &|| pool_ref.close(),
+        on_done,
+    );
     // Settle every slot; keep its buffer for the next load.
+    let mut first_error = result.err();
     let done = std::cell::RefCell::new(Vec::new());
     for mut slot in pool.drain() {
         if let Err(e) = settle(&mut slot, &|i| done.borrow_mut().push(i)) {
-            prep.fail(e);
+            first_error.get_or_insert(e);
         }
         // SAFETY: the event was made by `make`; every stream was
         // synchronised, so no copy still reads the buffer.
         unsafe { (cuda.f.event_destroy)(slot.event) };
         cuda.keep_pinned(slot.ptr as usize, slot.cap, ring_bytes);
     }
-    for i in done.into_inner() {
-        on_done(i);
-    }
-    if let Some(p) = panicked {
-        return Err(LoadError::Panic(p));
-    }
-    match prep.take_error() {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
+    // Tensors completed before a failure are still whole: report them.
+    done.into_inner().into_iter().for_each(on_done);
+    first_error.map_or(Ok(()), Err)
 }
 
 /// A failed CUDA call while copying tensor `t`, naming it and its file.

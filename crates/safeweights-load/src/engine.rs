@@ -5,6 +5,7 @@
 use std::fs::File;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::Sender;
 use std::sync::{Condvar, Mutex};
 
 use crate::error::LoadError;
@@ -485,36 +486,59 @@ pub(crate) unsafe fn run_cpu(
     let per_thread = if rings.is_empty() { 1 } else { prep.depth };
     let max_buffers = prep.threads.saturating_mul(per_thread);
     let bounce: Pool<AlignedBuf> = Pool::new(prep.buffer_count(budget, 1, max_buffers));
+    let bounce = &bounce;
+    run_workers(
+        prep,
+        || {
+            let ring = rings.pop();
+            move |tx: &Sender<usize>| {
+                #[cfg(target_os = "linux")]
+                if let Some(ring) = ring {
+                    // SAFETY: forwarded from this function's contract.
+                    return unsafe { crate::uring::worker(prep, dests, bounce, ring, tx) };
+                }
+                #[cfg(not(target_os = "linux"))]
+                let _ = ring;
+                while let Some(j) = prep.next_job() {
+                    let job = &prep.jobs[j];
+                    // SAFETY: forwarded from this function's contract.
+                    match unsafe { cpu_job(prep, job, dests, bounce) } {
+                        Ok(()) => prep.finish_job(job, tx),
+                        Err(e) => prep.fail(e),
+                    }
+                }
+            }
+        },
+        &|| bounce.close(),
+        on_done,
+    )
+}
+
+/// Runs `prep.threads` workers, each made by `make` on this thread, then run
+/// with a sender of completed tensor indices, which reach `on_done` here as
+/// they arrive. A panicking worker fails the load and calls `wake`, so the
+/// others stop instead of waiting forever for buffers it held. Returns the
+/// load's first error.
+pub(crate) fn run_workers<W>(
+    prep: &Prepared<'_>,
+    mut make: impl FnMut() -> W,
+    wake: &(dyn Fn() + Sync),
+    on_done: &mut dyn FnMut(usize),
+) -> Result<(), LoadError>
+where
+    W: FnOnce(&Sender<usize>) + Send,
+{
     let (tx, rx) = std::sync::mpsc::channel::<usize>();
     let panicked = std::thread::scope(|s| {
         let handles: Vec<_> = (0..prep.threads)
             .map(|_| {
                 let tx = tx.clone();
-                let bounce = &bounce;
-                let ring = rings.pop();
+                let work = make();
                 s.spawn(move || {
-                    let work = || {
-                        #[cfg(target_os = "linux")]
-                        if let Some(ring) = ring {
-                            // SAFETY: forwarded from this function's contract.
-                            return unsafe { crate::uring::worker(prep, dests, bounce, ring, &tx) };
-                        }
-                        #[cfg(not(target_os = "linux"))]
-                        let _ = ring;
-                        while let Some(j) = prep.next_job() {
-                            let job = &prep.jobs[j];
-                            // SAFETY: forwarded from this function's contract.
-                            match unsafe { cpu_job(prep, job, dests, bounce) } {
-                                Ok(()) => prep.finish_job(job, &tx),
-                                Err(e) => prep.fail(e),
-                            }
-                        }
-                    };
-                    // A panic fails the load and wakes the others, which could
-                    // otherwise wait forever for the bounce buffers it dropped.
-                    if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)) {
+                    let run = std::panic::AssertUnwindSafe(|| work(&tx));
+                    if let Err(p) = std::panic::catch_unwind(run) {
                         prep.fail(LoadError::Panic(panic_message(p)));
-                        bounce.close();
+                        wake();
                     }
                 })
             })
