@@ -11,13 +11,16 @@
 //! `cuda_load_is_byte_identical_when_a_gpu_is_present` (tests/load.rs) and
 //! bench/gpu for that.
 
+mod common;
+
 mod cudart_emu;
 
+use common::write;
 use std::ffi::c_char;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
-use safeweights::{Checkpoint, Dtype, SafeTensorsFile, SliceIndex, TensorRef};
+use safeweights::{Checkpoint, Dtype, SafeTensorsFile, SliceIndex};
 use safeweights_load::cuda::{load_to_cuda, load_to_device_pointers, Cuda, DEVICE_ALIGN};
 use safeweights_load::{IoMode, LoadError, LoadOptions, LoadPlan};
 
@@ -128,37 +131,6 @@ impl Emu {
             "leaked (device, pinned, streams, events)"
         );
     }
-}
-
-fn bytes(seed: u64, n: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-fn write(path: &Path, specs: &[(String, Dtype, Vec<usize>)]) {
-    let datas: Vec<Vec<u8>> = specs
-        .iter()
-        .enumerate()
-        .map(|(i, (_, d, s))| bytes(i as u64 + 7, d.byte_size(s.iter().product()).unwrap()))
-        .collect();
-    let refs: Vec<TensorRef<'_>> = specs
-        .iter()
-        .zip(&datas)
-        .map(|((n, d, s), data)| TensorRef {
-            name: n,
-            dtype: *d,
-            shape: s,
-            data,
-        })
-        .collect();
-    safeweights::write_file(path, &refs, None).unwrap();
 }
 
 /// 2,000 small tensors (odd sizes, so offsets are unaligned) and a 6 MB one.

@@ -3,6 +3,9 @@
 //! small, huge, unaligned, sharded and sliced plans; failed reads name the
 //! file and tensor and never report a partial tensor.
 
+mod common;
+
+use common::write;
 use std::collections::HashSet;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -10,7 +13,7 @@ use std::sync::Arc;
 
 use safeweights::{
     sharded::write_sharded, Checkpoint, Dtype, FileSource, ParseOptions, SafeTensorsFile,
-    SliceIndex, Source, TensorRef,
+    SliceIndex, Source,
 };
 use safeweights_load::{
     load_into, load_into_arena, load_into_with, load_to_host, stream, FileMode, IoBackend, IoMode,
@@ -52,38 +55,6 @@ fn check_backend(report: &LoadReport, asked: IoBackend) {
             "{report:?}"
         );
     }
-}
-
-fn bytes(seed: u64, n: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-/// Writes `(name, dtype, shape)` tensors with pseudo-random bytes.
-fn write(path: &Path, specs: &[(String, Dtype, Vec<usize>)]) {
-    let datas: Vec<Vec<u8>> = specs
-        .iter()
-        .enumerate()
-        .map(|(i, (_, d, s))| bytes(i as u64 + 1, d.byte_size(s.iter().product()).unwrap()))
-        .collect();
-    let refs: Vec<TensorRef<'_>> = specs
-        .iter()
-        .zip(&datas)
-        .map(|((n, d, s), data)| TensorRef {
-            name: n,
-            dtype: *d,
-            shape: s,
-            data,
-        })
-        .collect();
-    safeweights::write_file(path, &refs, None).unwrap();
 }
 
 fn opts(mode: IoMode) -> LoadOptions {
