@@ -482,6 +482,9 @@ pub(crate) unsafe fn run_cpu(
             on_done(i);
         }
     }
+    for d in dests {
+        sys::advise_huge_pages(d.ptr, d.len as usize);
+    }
     let mut rings = setup_rings(prep);
     let per_thread = if rings.is_empty() { 1 } else { prep.depth };
     let max_buffers = prep.threads.saturating_mul(per_thread);
