@@ -507,11 +507,6 @@ fn run(
     budget: u64,
     on_done: &mut dyn FnMut(usize),
 ) -> Result<(), LoadError> {
-    for (i, t) in prep.plan.tensors().iter().enumerate() {
-        if t.is_empty() {
-            on_done(i);
-        }
-    }
     let count = prep.buffer_count(budget, 2, 2 * prep.threads);
     let pool: Pool<Slot> = Pool::new(count);
     let chunk = prep.chunk as usize;

@@ -477,11 +477,6 @@ pub(crate) unsafe fn run_cpu(
     budget: u64,
     on_done: &mut dyn FnMut(usize),
 ) -> Result<(), LoadError> {
-    for (i, t) in prep.plan.tensors().iter().enumerate() {
-        if t.is_empty() {
-            on_done(i);
-        }
-    }
     for d in dests {
         sys::advise_huge_pages(d.ptr, d.len as usize);
     }
@@ -517,7 +512,8 @@ pub(crate) unsafe fn run_cpu(
     )
 }
 
-/// Runs `prep.threads` workers, each made by `make` on this thread, then run
+/// Reports the plan's empty tensors (complete with no read), then runs
+/// `prep.threads` workers, each made by `make` on this thread, then run
 /// with a sender of completed tensor indices, which reach `on_done` here as
 /// they arrive. A panicking worker fails the load and calls `wake`, so the
 /// others stop instead of waiting forever for buffers it held. Returns the
@@ -531,6 +527,11 @@ pub(crate) fn run_workers<W>(
 where
     W: FnOnce(&Sender<usize>) + Send,
 {
+    for (i, t) in prep.plan.tensors().iter().enumerate() {
+        if t.is_empty() {
+            on_done(i);
+        }
+    }
     let (tx, rx) = std::sync::mpsc::channel::<usize>();
     let panicked = std::thread::scope(|s| {
         let handles: Vec<_> = (0..prep.threads)

@@ -214,11 +214,7 @@ impl HostBuffer {
         if p == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        #[cfg(target_os = "linux")]
-        if len >= 4 << 20 {
-            // SAFETY: advisory only, on the mapping just made.
-            unsafe { libc::madvise(p, len, libc::MADV_HUGEPAGE) };
-        }
+        advise_huge_pages(p.cast(), len);
         let ptr = NonNull::new(p.cast()).ok_or_else(io::Error::last_os_error)?;
         Ok(HostBuffer { ptr, len })
     }
