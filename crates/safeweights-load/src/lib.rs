@@ -63,6 +63,6 @@ pub use cpu::{
 pub use error::LoadError;
 pub use options::{IoBackend, IoMode, LoadOptions};
 pub use plan::{LoadPlan, PlanFile, PlannedTensor};
-pub use quick::{load_path, load_path_verified, Device};
+pub use quick::{load_on, load_path, load_path_verified, Device};
 pub use report::{FileMode, FileReport, LoadReport};
 pub use sys::{evict_from_page_cache, page_residency, page_size, HostBuffer};

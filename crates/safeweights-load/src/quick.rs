@@ -76,22 +76,33 @@ fn load(
     verify: bool,
 ) -> Result<LoadReport, LoadError> {
     let ckpt = Checkpoint::open_with(path, &OpenOptions::new().backend(Backend::Pread))?;
-    let plan = LoadPlan::for_checkpoint(&ckpt);
+    let (report, verified) = load_on(LoadPlan::for_checkpoint(&ckpt), device, options, verify)?;
+    verified.map(|()| report)
+}
+
+/// Loads a plan onto `device` (the tensors are then dropped) and, with
+/// `verify`, reads every tensor again from its file and compares it with
+/// what was loaded (copied back from the device for CUDA; not timed).
+/// Returns the report and the check's outcome: `Ok(())` when it passed or
+/// was not asked for, else its first failure (a [`LoadError::Mismatch`], or
+/// a failed re-read). A failed load is the outer error.
+pub fn load_on(
+    plan: LoadPlan,
+    device: Device,
+    options: &LoadOptions,
+    verify: bool,
+) -> Result<(LoadReport, Result<(), LoadError>), LoadError> {
     match device {
         Device::Cpu => {
             let host = crate::load_to_host(plan, options)?;
-            if verify {
-                host.verify()?;
-            }
-            Ok(host.report().clone())
+            let verified = if verify { host.verify() } else { Ok(()) };
+            Ok((host.report().clone(), verified))
         }
         Device::Cuda(n) => {
             let cuda = crate::cuda::Cuda::load()?;
             let loaded = crate::cuda::load_to_cuda(&cuda, n, plan, options)?;
-            if verify {
-                loaded.verify()?;
-            }
-            Ok(loaded.report().clone())
+            let verified = if verify { loaded.verify() } else { Ok(()) };
+            Ok((loaded.report().clone(), verified))
         }
     }
 }

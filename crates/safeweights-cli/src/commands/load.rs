@@ -3,10 +3,9 @@
 use std::path::Path;
 
 use anyhow::Context as _;
-use safeweights_load::cuda::{load_to_cuda, Cuda};
 use safeweights_load::{
-    evict_from_page_cache, load_to_host, Device, IoBackend, IoMode, LoadError, LoadOptions,
-    LoadPlan, LoadReport,
+    evict_from_page_cache, load_on, Device, IoBackend, IoMode, LoadError, LoadOptions, LoadPlan,
+    LoadReport,
 };
 use serde_json::{json, Value};
 
@@ -53,27 +52,15 @@ pub fn run(args: &LoadArgs, printer: &mut Printer) -> anyhow::Result<Status> {
         }
     }
     let plan = LoadPlan::for_checkpoint(&checkpoint);
-    let (report, checked) = match device {
-        Device::Cpu => {
-            let host = load_to_host(plan, &options)?;
-            let checked = args.verify.then(|| host.verify());
-            (host.report().clone(), checked)
-        }
-        Device::Cuda(n) => {
-            let cuda = Cuda::load()?;
-            let loaded = load_to_cuda(&cuda, n, plan, &options)?;
-            let checked = args.verify.then(|| loaded.verify());
-            (loaded.report().clone(), checked)
-        }
-    };
+    let (report, checked) = load_on(plan, device, &options, args.verify)?;
     let mismatch = match checked {
-        Some(Err(LoadError::Mismatch {
+        Err(LoadError::Mismatch {
             file,
             tensor,
             offset,
-        })) => Some(json!({ "file": file, "tensor": tensor, "offset": offset })),
-        Some(Err(other)) => return Err(other.into()),
-        _ => None,
+        }) => Some(json!({ "file": file, "tensor": tensor, "offset": offset })),
+        Err(other) => return Err(other.into()),
+        Ok(()) => None,
     };
     let mut out = serde_json::to_value(&report)?;
     if args.verify {
