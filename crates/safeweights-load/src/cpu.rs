@@ -53,12 +53,7 @@ pub fn load_into_with(
     options: &LoadOptions,
     mut on_tensor: impl FnMut(Loaded<'_>),
 ) -> Result<LoadReport, LoadError> {
-    if dests.len() != plan.len() {
-        return Err(LoadError::Destination {
-            tensor: String::new(),
-            reason: format!("{} buffers for {} planned tensors", dests.len(), plan.len()),
-        });
-    }
+    plan.check_count("buffers", dests.len())?;
     for (t, d) in plan.tensors().iter().zip(dests.iter()) {
         check_len(t, d.len())?;
     }
@@ -83,16 +78,7 @@ pub fn load_into_arena(
     options: &LoadOptions,
     mut on_tensor: impl FnMut(Loaded<'_>),
 ) -> Result<LoadReport, LoadError> {
-    if offsets.len() != plan.len() {
-        return Err(LoadError::Destination {
-            tensor: String::new(),
-            reason: format!(
-                "{} offsets for {} planned tensors",
-                offsets.len(),
-                plan.len()
-            ),
-        });
-    }
+    plan.check_count("offsets", offsets.len())?;
     let mut regions: Vec<(u64, u64, usize)> = Vec::with_capacity(offsets.len());
     for (i, (t, &o)) in plan.tensors().iter().zip(offsets).enumerate() {
         let end = o.checked_add(t.len()).filter(|&e| e <= arena.len() as u64);

@@ -458,16 +458,7 @@ pub unsafe fn load_to_device_pointers(
     options: &LoadOptions,
     mut on_tensor: impl FnMut(usize),
 ) -> Result<LoadReport, LoadError> {
-    if ptrs.len() != plan.len() {
-        return Err(LoadError::Destination {
-            tensor: String::new(),
-            reason: format!(
-                "{} device pointers for {} planned tensors",
-                ptrs.len(),
-                plan.len()
-            ),
-        });
-    }
+    plan.check_count("device pointers", ptrs.len())?;
     let start = Instant::now();
     cuda.set_device(device)?;
     let prep = Prepared::new(plan, options)?;

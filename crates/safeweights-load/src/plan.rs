@@ -261,6 +261,18 @@ impl LoadPlan {
         &self.tensors
     }
 
+    /// An error unless `got` (of `what`: buffers, offsets, pointers) is one
+    /// per planned tensor.
+    pub(crate) fn check_count(&self, what: &str, got: usize) -> Result<(), LoadError> {
+        if got == self.len() {
+            return Ok(());
+        }
+        Err(LoadError::Destination {
+            tensor: String::new(),
+            reason: format!("{got} {what} for {} planned tensors", self.len()),
+        })
+    }
+
     /// Number of planned tensors.
     pub fn len(&self) -> usize {
         self.tensors.len()

@@ -71,6 +71,18 @@ pub(crate) struct Span {
     pub len: usize,
 }
 
+/// The non-empty spans as `iovec`s, for vectored reads.
+pub(crate) fn iovecs(spans: &[Span]) -> Vec<libc::iovec> {
+    spans
+        .iter()
+        .filter(|s| s.len > 0)
+        .map(|s| libc::iovec {
+            iov_base: s.ptr.cast(),
+            iov_len: s.len,
+        })
+        .collect()
+}
+
 /// Reads `spans` in order from consecutive file bytes starting at `offset`
 /// with `preadv`. On failure returns how many bytes were read before it.
 ///
@@ -82,14 +94,7 @@ pub(crate) unsafe fn preadv_all(
     offset: u64,
     spans: &[Span],
 ) -> Result<(), (u64, io::Error)> {
-    let mut iov: Vec<libc::iovec> = spans
-        .iter()
-        .filter(|s| s.len > 0)
-        .map(|s| libc::iovec {
-            iov_base: s.ptr.cast(),
-            iov_len: s.len,
-        })
-        .collect();
+    let mut iov = iovecs(spans);
     let mut first = 0usize;
     let mut done = 0u64;
     while first < iov.len() {

@@ -200,14 +200,7 @@ impl Worker<'_, '_> {
                 Ok(Start::Started)
             }
             JobMode::Buffered => {
-                let iov = spans(prep, job, self.dests)
-                    .into_iter()
-                    .filter(|s| s.len > 0)
-                    .map(|s| libc::iovec {
-                        iov_base: s.ptr.cast(),
-                        iov_len: s.len,
-                    })
-                    .collect();
+                let iov = crate::sys::iovecs(&spans(prep, job, self.dests));
                 let op = Op::Buffered {
                     iov,
                     first: 0,
