@@ -39,6 +39,7 @@
 #![deny(unsafe_code)]
 
 pub mod decode;
+mod diagnostic;
 mod dtype;
 mod error;
 mod header;
@@ -51,6 +52,7 @@ pub mod source;
 mod writer;
 
 pub use dtype::{element_count, Dtype, DtypeInfo, DtypeKind, UnknownDtype, DTYPES};
+pub use diagnostic::{Diagnostic, ErrorClass};
 pub use error::{Error, HeaderError, Result, ShardError, SliceError};
 pub use header::{
     parse_prefix, Header, Metadata, ParseOptions, TensorInfo, MAX_HEADER_LEN, METADATA_KEY,

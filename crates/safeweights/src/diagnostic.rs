@@ -1,0 +1,51 @@
+//! Stable, machine-readable facts about an error.
+//!
+//! Every library error of the workspace implements [`Diagnostic`]. The
+//! command line's JSON output and the Python exception attributes are derived
+//! from these accessors, so a new error variant cannot silently become
+//! "other": it must name its own [`Diagnostic::kind`].
+
+use std::path::Path;
+
+/// What kind of failure an error is, for exit statuses and exception classes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorClass {
+    /// The input breaks a rule of its format (exit status 1 in the CLI).
+    InvalidInput,
+    /// Reading or writing failed (the OS said no, a file vanished).
+    Io,
+    /// The request itself is wrong: a missing tensor, a bad slice, an option
+    /// that does not apply, a refusal to overwrite.
+    Usage,
+    /// The input is valid but uses something this tool does not support.
+    Unsupported,
+    /// A resource limit of this tool was reached (sizes, counts, depth).
+    Limit,
+}
+
+/// Stable accessors shared by every library error.
+pub trait Diagnostic: std::error::Error {
+    /// A stable `snake_case` identifier of what went wrong, documented in
+    /// `docs/errors.md` and used as `kind` in JSON output and on Python
+    /// exceptions.
+    fn kind(&self) -> &'static str;
+
+    /// What class of failure this is.
+    fn class(&self) -> ErrorClass;
+
+    /// The file (or folder) the error is about, when there is one.
+    fn file(&self) -> Option<&Path> {
+        None
+    }
+
+    /// The tensor the error is about, when there is one.
+    fn tensor(&self) -> Option<&str> {
+        None
+    }
+
+    /// The byte offset in the file where the problem is, when known.
+    fn offset(&self) -> Option<u64> {
+        None
+    }
+}
