@@ -70,7 +70,8 @@ class safe_open:
             other non-CPU tensors are read on the CPU, then moved.
         backend (`str`, keyword-only, defaults to `"mmap"`): `"mmap"` maps the
             file (torch CPU tensors are zero-copy views of the mapping);
-            `"pread"` reads each tensor with positioned reads.
+            `"pread"` reads each tensor with positioned reads: the safe choice
+            for files that others may change or truncate while they are open.
         strict (`bool`, keyword-only, defaults to `True`): also reject what the
             reference tolerates (duplicate JSON keys, control characters in
             names); `False` reads exactly what the reference reads.

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use pyo3::prelude::*;
 use pyo3::types::PyByteArray;
-use safeweights::{Backend, OpenOptions, ParseOptions, SafeTensorsFile, TensorInfo};
+use safeweights::{OpenOptions, ParseOptions, SafeTensorsFile, TensorInfo};
 
 use crate::errors::{plain, to_py, Context};
 use crate::index;
@@ -49,18 +49,21 @@ impl File {
     #[new]
     #[pyo3(signature = (filename, backend = "mmap", strict = true))]
     fn new(py: Python<'_>, filename: PathBuf, backend: &str, strict: bool) -> PyResult<Self> {
-        let backend = match backend {
-            "mmap" => Backend::Mmap,
-            "pread" => Backend::Pread,
+        let options = OpenOptions::new().parse_options(parse_options(strict));
+        let options = match backend {
+            // SAFETY: memory-mapping is the reference's default, and the
+            // documented contract of `safe_open`: a file changed while it is
+            // open may change the tensors read from it, and one truncated
+            // reads zeros and fails (see python/README.md); `backend="pread"`
+            // is the choice for files others may write.
+            "mmap" => unsafe { options.mmap() },
+            "pread" => options.pread(),
             other => {
                 return Err(plain(format!(
                     "backend {other:?} is invalid (expected one of: \"mmap\", \"pread\")"
                 )))
             }
         };
-        let options = OpenOptions::new()
-            .backend(backend)
-            .parse_options(parse_options(strict));
         let inner = py
             .allow_threads(|| options.open(&filename))
             .map_err(|e| to_py(py, e, Context::Open))?;

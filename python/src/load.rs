@@ -10,7 +10,7 @@ use std::sync::{mpsc, Arc, Mutex, OnceLock};
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use safeweights::{Backend, Checkpoint, OpenOptions};
+use safeweights::{Checkpoint, OpenOptions};
 use safeweights_load::cuda::Cuda;
 use safeweights_load::{LoadOptions, LoadPlan};
 
@@ -99,7 +99,7 @@ pub struct Plan {
 }
 
 fn open_files(paths: &[PathBuf]) -> Result<LoadPlan, safeweights::Error> {
-    let opts = OpenOptions::new().backend(Backend::Pread);
+    let opts = OpenOptions::new().pread();
     if let [one] = paths {
         return Ok(LoadPlan::for_checkpoint(&Checkpoint::open_with(
             one, &opts,

@@ -140,7 +140,7 @@ fn main() -> anyhow::Result<()> {
     // on a mapping).
     let ours_pread = median(3, || {
         let f = safeweights::OpenOptions::new()
-            .backend(safeweights::Backend::Pread)
+            .pread()
             .open(&big_path)
             .unwrap();
         let mut sum = 0usize;

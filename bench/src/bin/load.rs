@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use safeweights::sharded::ShardIndex;
-use safeweights::{Backend, Checkpoint, Dtype, OpenOptions, StreamingWriter, TensorSpec};
+use safeweights::{Checkpoint, Dtype, OpenOptions, StreamingWriter, TensorSpec};
 use safeweights_bench::{gbps, machine, row, run_peer};
 use safeweights_load::{
     evict_from_page_cache, load_to_host, page_residency, HostBuffer, IoBackend, IoMode,
@@ -527,7 +527,7 @@ fn main() -> anyhow::Result<()> {
         };
         // Positioned reads, not a memory map: pages mapped by this process
         // could not be evicted for the cold runs.
-        let pread = OpenOptions::new().backend(Backend::Pread);
+        let pread = OpenOptions::new().pread();
         let ckpt = Checkpoint::open_with(&index, &pread)?;
         let threads = opts.thread_count();
         println!(

@@ -463,7 +463,7 @@ impl SafetensorsSource {
         for (fi, p) in paths.iter().enumerate() {
             // positioned reads, not a memory map: resident memory stays small
             let f = safeweights::OpenOptions::new()
-                .backend(safeweights::Backend::Pread)
+                .pread()
                 .open(p)?;
             let mut infos: Vec<_> = f.header().tensors().to_vec();
             infos.sort_by_key(|t| t.data_offsets.0);

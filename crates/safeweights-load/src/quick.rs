@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use safeweights::{Backend, Checkpoint, OpenOptions};
+use safeweights::{Checkpoint, OpenOptions};
 
 use crate::error::LoadError;
 use crate::options::LoadOptions;
@@ -75,7 +75,7 @@ fn load(
     options: &LoadOptions,
     verify: bool,
 ) -> Result<LoadReport, LoadError> {
-    let ckpt = Checkpoint::open_with(path, &OpenOptions::new().backend(Backend::Pread))?;
+    let ckpt = Checkpoint::open_with(path, &OpenOptions::new().pread())?;
     let (report, verified) = load_on(LoadPlan::for_checkpoint(&ckpt), device, options, verify)?;
     verified.map(|()| report)
 }

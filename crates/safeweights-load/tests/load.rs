@@ -474,7 +474,7 @@ fn os_error_in_one_shard_names_file_and_tensor_through_io_uring() {
         let out = sharded_fixture(dir.path());
         let ckpt = Checkpoint::open_with(
             &out,
-            &safeweights::OpenOptions::new().backend(safeweights::Backend::Pread),
+            &safeweights::OpenOptions::new().pread(),
         )
         .unwrap();
         let plan = LoadPlan::for_checkpoint(&ckpt);
@@ -606,7 +606,7 @@ trait OpenPread {
 impl OpenPread for SafeTensorsFile {
     fn open_with_pread(path: &Path) -> SafeTensorsFile {
         safeweights::OpenOptions::new()
-            .backend(safeweights::Backend::Pread)
+            .pread()
             .open(path)
             .unwrap()
     }

@@ -26,7 +26,7 @@
 //! Renderers ([`render_human`], [`render_json`], [`render_sarif`]) return
 //! strings or write to a `&mut dyn Write`; the library never prints.
 #![deny(missing_docs)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 mod formats;
 mod globals;

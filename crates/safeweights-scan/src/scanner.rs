@@ -734,6 +734,22 @@ impl<'o> Scanner<'o> {
     }
 }
 
+/// Maps a file the scanner is about to judge.
+///
+/// The scanner maps rather than reads: it touches only the pages it needs (a
+/// header, a zip directory, a pickle), which keeps scans of multi-gigabyte
+/// weight files to kilobytes of I/O.
+#[allow(unsafe_code)]
+fn map_untrusted(path: &Path) -> std::io::Result<safeweights::MmapSource> {
+    // SAFETY: every byte is treated as hostile: each offset is bounds-checked
+    // against the length fixed when the file was mapped, and no check relies
+    // on bytes staying equal between two reads. Bytes rewritten during the
+    // scan therefore give a verdict on some mixture of old and new content,
+    // as any reader racing a writer would; a truncation is caught by the
+    // map's SIGBUS guard and reported through `check`, not a crash.
+    unsafe { safeweights::MmapSource::open(path) }
+}
+
 /// Scans one file on disk.
 pub(crate) fn scan_file(path: &Path, opts: &ScanOptions) -> Report {
     let name = path.display().to_string();
@@ -755,12 +771,17 @@ pub(crate) fn scan_file(path: &Path, opts: &ScanOptions) -> Report {
             s.report.errors.push(err("not a regular file".into()));
         }
         Ok(m) if m.len() == 0 => s.blob(&[], &mut Vec::new(), 0, false),
-        Ok(_) => match safeweights::MmapSource::open(path) {
+        Ok(_) => match map_untrusted(path) {
             Ok(src) => {
                 use safeweights::Source;
                 match src.as_bytes() {
                     Some(bytes) => s.blob(bytes, &mut Vec::new(), 0, false),
                     None => s.report.errors.push(err("cannot map the file".into())),
+                }
+                // A file truncated under the scan read zeros past its new end:
+                // the verdict is void, and the file is reported as unreadable.
+                if let Err(e) = src.check() {
+                    s.report.errors.push(err(e.to_string()));
                 }
             }
             Err(e) => s.report.errors.push(err(e.to_string())),

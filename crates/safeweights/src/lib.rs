@@ -44,9 +44,13 @@ mod dtype;
 mod error;
 mod header;
 mod json;
+#[allow(unsafe_code)]
 mod reader;
 pub mod sharded;
 mod slice;
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+mod sigbus;
 #[allow(unsafe_code)]
 pub mod source;
 mod writer;

@@ -16,11 +16,13 @@ use crate::Dtype;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Backend {
-    /// Memory-map the file; tensors are zero-copy views (the default).
-    #[default]
+    /// Memory-map the file; tensors are zero-copy views. Chosen only through
+    /// the `unsafe` [`OpenOptions::mmap`]: see [`MmapSource::open`].
     Mmap,
-    /// Positioned reads (`pread`); each tensor is copied out. For network file
-    /// systems where page faults are slow.
+    /// Positioned reads (`pread`); each tensor is copied out (the default).
+    /// Safe for files that others may change or truncate while they are read,
+    /// and for network file systems where page faults are slow.
+    #[default]
     Pread,
 }
 
@@ -32,15 +34,33 @@ pub struct OpenOptions {
 }
 
 impl OpenOptions {
-    /// Strict parsing, memory-mapped.
+    /// Strict parsing, positioned reads.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Chooses the backend.
-    pub fn backend(mut self, backend: Backend) -> Self {
-        self.backend = backend;
+    /// Memory-maps the file: tensors become zero-copy views.
+    ///
+    /// # Safety
+    ///
+    /// As for [`MmapSource::open`]: the caller accepts that the file may be
+    /// changed or truncated by others while it is mapped. Untrusted files
+    /// (downloads, files others can write) should be read with positioned
+    /// reads, the default.
+    pub unsafe fn mmap(mut self) -> Self {
+        self.backend = Backend::Mmap;
         self
+    }
+
+    /// Reads with positioned reads (the default).
+    pub fn pread(mut self) -> Self {
+        self.backend = Backend::Pread;
+        self
+    }
+
+    /// The backend these options open files with.
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// Reads what the reference reads (no duplicate-key or name checks).
@@ -64,7 +84,11 @@ impl OpenOptions {
     pub fn open(&self, path: impl AsRef<Path>) -> Result<SafeTensorsFile> {
         let path = path.as_ref();
         let source: Arc<dyn Source> = match self.backend {
-            Backend::Mmap => Arc::new(MmapSource::open(path).map_err(|e| Error::io(path, e))?),
+            // SAFETY: mapping was asked for through the unsafe `mmap`, whose
+            // caller accepted the contract of `MmapSource::open`.
+            Backend::Mmap => {
+                Arc::new(unsafe { MmapSource::open(path) }.map_err(|e| Error::io(path, e))?)
+            }
             Backend::Pread => Arc::new(FileSource::open(path).map_err(|e| Error::io(path, e))?),
         };
         SafeTensorsFile::from_source(source, &self.parse)
@@ -127,7 +151,7 @@ impl std::fmt::Debug for SafeTensorsFile {
 }
 
 impl SafeTensorsFile {
-    /// Opens a file with the default options (strict, memory-mapped).
+    /// Opens a file with the default options (strict, positioned reads).
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         OpenOptions::new().open(path)
     }

@@ -23,6 +23,13 @@ pub trait Source: Send + Sync {
     /// Fills `buf` with the bytes at `offset..offset + buf.len()`.
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
 
+    /// Fails when bytes handed out earlier (through [`Source::as_bytes`]) may
+    /// not have been the file's, because the file changed under a mapping.
+    /// Readers of [`Source::as_bytes`] call it when they are done.
+    fn check(&self) -> io::Result<()> {
+        Ok(())
+    }
+
     /// The whole source as a slice, when it is mapped or in memory (zero-copy).
     fn as_bytes(&self) -> Option<&[u8]> {
         None
@@ -60,34 +67,96 @@ fn slice_at(bytes: &[u8], offset: u64, len: usize) -> io::Result<&[u8]> {
 
 /// A read-only memory map of a file.
 ///
-/// A memory map reflects the file: if another process truncates or rewrites the
-/// file while it is mapped, reads may see new bytes or fault. Like every
-/// mmap-based reader (the reference's included), we accept that risk for
-/// weight files that are not modified while loaded; use [`FileSource`] to
-/// avoid it.
+/// A memory map reflects the file: if another process rewrites the file while
+/// it is mapped, reads see the new bytes, and if it truncates the file, a read
+/// past the new end faults. On Linux every map is registered with a `SIGBUS`
+/// guard: such a fault reads zeros instead of ending the process, and the map
+/// reports it ([`MmapSource::check`], and as an error from
+/// [`Source::read_exact_at`] and [`Source::check`]). Files that are not under
+/// your control are better read with [`FileSource`] (positioned reads), which
+/// is what [`crate::OpenOptions`] does unless mapping is asked for.
 pub struct MmapSource {
     map: Mmap,
     path: PathBuf,
+    #[cfg(target_os = "linux")]
+    guard: Option<crate::sigbus::Guard>,
 }
 
 impl MmapSource {
     /// Maps the file at `path`.
-    pub fn open(path: impl AsRef<Path>) -> io::Result<Self> {
+    ///
+    /// # Safety
+    ///
+    /// The bytes of a mapping change when the file changes: Rust assumes the
+    /// slices [`Source::as_bytes`] returns do not. The caller accepts that the
+    /// file may be modified or truncated by others while it is mapped (the
+    /// reference implementation makes the same choice for weight files that
+    /// are not written while loaded). Truncation is caught on Linux (see the
+    /// type's docs); elsewhere it ends the process with `SIGBUS`.
+    pub unsafe fn open(path: impl AsRef<Path>) -> io::Result<Self> {
         let path = path.as_ref();
-        let file = File::open(path)?;
+        let file = open_regular(path)?;
         // SAFETY: the map is read-only and private to this process; the file
-        // being changed underneath is the documented caveat of this type.
+        // being changed underneath is the caller's contract (see # Safety).
         let map = unsafe { Mmap::map(&file)? };
         // No speculative readahead around a touched page: reading one tensor
         // must not pull in its neighbours. Whole tensors are prefetched
         // explicitly by `will_need`. Advice is a hint; failure is harmless.
         #[cfg(unix)]
         let _ = map.advise(memmap2::Advice::Random);
+        #[cfg(target_os = "linux")]
+        let guard = if map.is_empty() {
+            None
+        } else {
+            // Without a free slot the map stays unguarded, as the caller's
+            // contract allows.
+            crate::sigbus::Guard::register(map.as_ptr(), map.len()).ok()
+        };
         Ok(MmapSource {
             map,
             path: path.to_owned(),
+            #[cfg(target_os = "linux")]
+            guard,
         })
     }
+
+    /// Fails when a read of the map faulted because the file shrank after it
+    /// was mapped: bytes read since then may be zeros, not the file's.
+    pub fn check(&self) -> io::Result<()> {
+        #[cfg(target_os = "linux")]
+        if self.guard.as_ref().is_some_and(|g| g.faulted()) {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the file was truncated while it was being read",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Opens `path` for reading if it is a regular file. A FIFO or device is
+/// refused before it can block the open or the reads.
+fn open_regular(path: &Path) -> io::Result<File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    // Opening a FIFO for reading waits for a writer: O_NONBLOCK returns at
+    // once, and the type check below refuses it.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    let file = options.open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        let what = if meta.is_dir() {
+            "a directory"
+        } else {
+            "not a regular file"
+        };
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{what}: give a regular file"),
+        ));
+    }
+    Ok(file)
 }
 
 impl Source for MmapSource {
@@ -96,10 +165,13 @@ impl Source for MmapSource {
     }
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         buf.copy_from_slice(slice_at(&self.map, offset, buf.len())?);
-        Ok(())
+        self.check()
     }
     fn as_bytes(&self) -> Option<&[u8]> {
         Some(&self.map)
+    }
+    fn check(&self) -> io::Result<()> {
+        MmapSource::check(self)
     }
     fn describe(&self) -> String {
         self.path.display().to_string()
@@ -133,9 +205,11 @@ pub struct FileSource {
 
 impl FileSource {
     /// Opens the file at `path`.
+    ///
+    /// A FIFO, device or directory is refused (a FIFO would block).
     pub fn open(path: impl AsRef<Path>) -> io::Result<Self> {
         let path = path.as_ref();
-        let file = File::open(path)?;
+        let file = open_regular(path)?;
         let len = file.metadata()?.len();
         Ok(FileSource {
             file,

@@ -1079,7 +1079,7 @@ fn step_load(ctx: &mut Ctx, p: &mut Printer) -> anyhow::Result<Value> {
     use safeweights_load::{evict_from_page_cache, load_to_host, IoMode, LoadOptions, LoadPlan};
 
     let path = ctx.path("converted/model.safetensors");
-    let open = safeweights::OpenOptions::new().backend(safeweights::Backend::Pread);
+    let open = safeweights::OpenOptions::new().pread();
     let checkpoint = Checkpoint::open_with(&path, &open)?;
     let mut details = Vec::new();
     for (label, cold) in [("warm", false), ("cold", true)] {

@@ -43,7 +43,7 @@ pub fn run(args: &LoadArgs, printer: &mut Printer) -> anyhow::Result<Status> {
     // `--cold` can evict them.
     let open = safeweights::OpenOptions::new()
         .lenient(args.read.lenient)
-        .backend(safeweights::Backend::Pread);
+        .pread();
     let checkpoint = safeweights::Checkpoint::open_with(&args.path, &open)?;
     if args.cold {
         for f in checkpoint.files() {

@@ -3,6 +3,7 @@
 
 #[path = "../../../safeweights-load/tests/cudart_emu/mod.rs"]
 mod cudart_emu;
+mod changing;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

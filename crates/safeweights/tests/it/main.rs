@@ -2,6 +2,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod atomic;
+mod changing;
 mod corpus;
 mod malformed;
 mod props;
