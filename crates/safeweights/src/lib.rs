@@ -33,11 +33,13 @@
 //! sources (memory, remote) plug in.
 //!
 //! ## Crate features
-//! None yet: the crate depends only on `serde_json`, `memmap2`, `tempfile` and
+//! None yet: the crate depends only on `serde_json`, `memchr`, `memmap2`, `libc` and
 //! `thiserror`.
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+#[allow(unsafe_code)]
+mod atomic;
 pub mod decode;
 mod diagnostic;
 mod dtype;

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::header::{check_name, Metadata, METADATA_KEY};
@@ -319,67 +319,7 @@ pub fn write_file_with(
     atomic.commit()
 }
 
-/// A file written under a temporary name in the target's folder, and renamed
-/// over the target only once complete and synced. Dropped without
-/// [`commit`](AtomicFile::commit), it removes itself and the target is untouched.
-pub struct AtomicFile {
-    temp: tempfile::NamedTempFile,
-    target: PathBuf,
-}
-
-impl AtomicFile {
-    /// Creates the temporary file beside `target`.
-    pub fn create(target: impl AsRef<Path>) -> Result<Self> {
-        let target = target.as_ref().to_owned();
-        let dir = match target.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
-            _ => PathBuf::from("."),
-        };
-        let stem = target
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let temp = tempfile::Builder::new()
-            .prefix(&format!(".{stem}."))
-            .suffix(".tmp")
-            .tempfile_in(&dir)
-            .map_err(|e| Error::io(&dir, e))?;
-        Ok(AtomicFile { temp, target })
-    }
-
-    /// The open temporary file.
-    pub fn file(&self) -> &File {
-        self.temp.as_file()
-    }
-
-    /// The final path.
-    pub fn target(&self) -> &Path {
-        &self.target
-    }
-
-    /// Syncs the data, renames over the target, and syncs the folder.
-    pub fn commit(self) -> Result<()> {
-        let target = self.target;
-        let io_err = |e| Error::io(&target, e);
-        self.temp.as_file().sync_all().map_err(io_err)?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let perms = std::fs::Permissions::from_mode(0o644);
-            self.temp.as_file().set_permissions(perms).map_err(io_err)?;
-        }
-        self.temp
-            .persist(&target)
-            .map_err(|e| Error::io(&target, e.error))?;
-        #[cfg(unix)]
-        if let Some(dir) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| Error::io(dir, e))?;
-        }
-        Ok(())
-    }
-}
+pub use crate::atomic::AtomicFile;
 
 const PENDING_CAP: usize = 4 << 20;
 

@@ -4,6 +4,7 @@
 mod atomic;
 mod changing;
 mod corpus;
+mod durable;
 mod malformed;
 mod props;
 mod reference;
