@@ -462,9 +462,7 @@ impl SafetensorsSource {
         let mut loc = Vec::new();
         for (fi, p) in paths.iter().enumerate() {
             // positioned reads, not a memory map: resident memory stays small
-            let f = safeweights::OpenOptions::new()
-                .pread()
-                .open(p)?;
+            let f = safeweights::OpenOptions::new().pread().open(p)?;
             let mut infos: Vec<_> = f.header().tensors().to_vec();
             infos.sort_by_key(|t| t.data_offsets.0);
             for t in infos {

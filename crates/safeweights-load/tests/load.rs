@@ -472,11 +472,7 @@ fn os_error_in_one_shard_names_file_and_tensor_through_io_uring() {
     for (backend, mode) in every() {
         let dir = tempfile::tempdir().unwrap();
         let out = sharded_fixture(dir.path());
-        let ckpt = Checkpoint::open_with(
-            &out,
-            &safeweights::OpenOptions::new().pread(),
-        )
-        .unwrap();
+        let ckpt = Checkpoint::open_with(&out, &safeweights::OpenOptions::new().pread()).unwrap();
         let plan = LoadPlan::for_checkpoint(&ckpt);
         let expected: Vec<Vec<u8>> = plan
             .tensors()
@@ -605,10 +601,7 @@ trait OpenPread {
 }
 impl OpenPread for SafeTensorsFile {
     fn open_with_pread(path: &Path) -> SafeTensorsFile {
-        safeweights::OpenOptions::new()
-            .pread()
-            .open(path)
-            .unwrap()
+        safeweights::OpenOptions::new().pread().open(path).unwrap()
     }
 }
 

@@ -269,7 +269,10 @@ fn remove_stale_temps(dir: &Path, target: &Path) {
         else {
             continue;
         };
-        let Some(pid) = rest.split_once('-').and_then(|(p, _)| p.parse::<u64>().ok()) else {
+        let Some(pid) = rest
+            .split_once('-')
+            .and_then(|(p, _)| p.parse::<u64>().ok())
+        else {
             continue;
         };
         let Ok(meta) = entry.metadata() else { continue };

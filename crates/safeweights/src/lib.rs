@@ -49,16 +49,16 @@ mod json;
 #[allow(unsafe_code)]
 mod reader;
 pub mod sharded;
-mod slice;
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 mod sigbus;
+mod slice;
 #[allow(unsafe_code)]
 pub mod source;
 mod writer;
 
-pub use dtype::{element_count, Dtype, DtypeInfo, DtypeKind, UnknownDtype, DTYPES};
 pub use diagnostic::{Diagnostic, ErrorClass};
+pub use dtype::{element_count, Dtype, DtypeInfo, DtypeKind, UnknownDtype, DTYPES};
 pub use error::{Error, HeaderError, Result, ShardError, SliceError};
 pub use header::{
     parse_prefix, Header, Metadata, ParseOptions, TensorInfo, MAX_HEADER_LEN, METADATA_KEY,

@@ -1,9 +1,9 @@
 //! Runs the built `safeweights` binary on files written with
 //! `safeweights::write_file` in temporary folders.
 
+mod changing;
 #[path = "../../../safeweights-load/tests/cudart_emu/mod.rs"]
 mod cudart_emu;
-mod changing;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

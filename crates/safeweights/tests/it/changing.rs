@@ -68,6 +68,8 @@ fn fifo_and_directory_are_refused_without_blocking() {
     assert!(err.to_string().contains("not a regular file"), "{err}");
     let err = safeweights::SafeTensorsFile::open(&fifo).unwrap_err();
     assert!(err.to_string().contains("pipe.safetensors"), "{err}");
-    let err = FileSource::open(dir.path()).err().expect("a folder is refused");
+    let err = FileSource::open(dir.path())
+        .err()
+        .expect("a folder is refused");
     assert!(err.to_string().contains("directory"), "{err}");
 }

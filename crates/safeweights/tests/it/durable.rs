@@ -55,7 +55,10 @@ fn sigkill_mid_write_leaves_nothing_behind() {
         .unwrap();
     let start = Instant::now();
     while !dir.path().join("ready").exists() {
-        assert!(start.elapsed() < Duration::from_secs(60), "child never got going");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "child never got going"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     child.kill().unwrap(); // SIGKILL: no destructor, no handler runs.
@@ -123,12 +126,19 @@ fn stale_temporary_files_are_removed_by_the_next_write() {
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("model.safetensors");
     // A process id above any pid_max: its writer is certainly gone.
-    let stale = dir.path().join(".model.safetensors.4999999999-00deadbeef.sw-tmp");
-    let fresh = dir.path().join(".model.safetensors.4999999998-00deadbeef.sw-tmp");
-    let ours = dir
+    let stale = dir
         .path()
-        .join(format!(".model.safetensors.{}-0000000001.sw-tmp", std::process::id()));
-    let other = dir.path().join(".other.safetensors.4999999999-00deadbeef.sw-tmp");
+        .join(".model.safetensors.4999999999-00deadbeef.sw-tmp");
+    let fresh = dir
+        .path()
+        .join(".model.safetensors.4999999998-00deadbeef.sw-tmp");
+    let ours = dir.path().join(format!(
+        ".model.safetensors.{}-0000000001.sw-tmp",
+        std::process::id()
+    ));
+    let other = dir
+        .path()
+        .join(".other.safetensors.4999999999-00deadbeef.sw-tmp");
     for p in [&stale, &fresh, &ours, &other] {
         fs::write(p, b"partial").unwrap();
     }
@@ -139,8 +149,14 @@ fn stale_temporary_files_are_removed_by_the_next_write() {
     }
     let t = Owned::counting("t", Dtype::U8, &[8]);
     write_file(&target, &refs(std::slice::from_ref(&t)), None).unwrap();
-    assert!(!stale.exists(), "a stale temporary file of this target was kept");
-    assert!(fresh.exists(), "a recent one may belong to a live writer elsewhere");
+    assert!(
+        !stale.exists(),
+        "a stale temporary file of this target was kept"
+    );
+    assert!(
+        fresh.exists(),
+        "a recent one may belong to a live writer elsewhere"
+    );
     assert!(ours.exists(), "this process's own is never touched");
     assert!(other.exists(), "another target's is not ours to remove");
 }
