@@ -288,6 +288,30 @@ pub enum ShardError {
     /// A folder holds no safetensors file.
     #[error("no .safetensors file or index found")]
     Empty,
+    /// A folder without an index holds some shards of a numbered set
+    /// (`-00002-of-00008`) but not this one.
+    #[error("shard {shard:?} of the set of {count} is missing")]
+    MissingShard {
+        /// The missing shard's file name.
+        shard: String,
+        /// How many shards the set's names announce.
+        count: usize,
+    },
+    /// A shard is there but is not a regular file (a folder, a FIFO, a
+    /// dangling link).
+    #[error("shard {shard:?} is not a regular file")]
+    NotAFile {
+        /// The shard's file name.
+        shard: String,
+    },
+    /// The index file is larger than any real index.
+    #[error("index is {len} bytes, over the limit of {limit} bytes")]
+    IndexTooLarge {
+        /// Its size.
+        len: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// A folder holds several index files.
     #[error("several index files found ({0}); open one of them explicitly")]
     AmbiguousIndex(String),

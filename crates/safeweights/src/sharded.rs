@@ -143,6 +143,78 @@ fn python_string(s: &str, out: &mut String) {
     out.push('"');
 }
 
+/// The largest index file read: the header's limit (an index lists no more
+/// names than the headers of its shards).
+pub const MAX_INDEX_LEN: u64 = crate::header::MAX_HEADER_LEN;
+
+/// Reads an index file, refusing one over [`MAX_INDEX_LEN`] before reading it.
+fn read_index(path: &Path) -> Result<String> {
+    use std::io::Read;
+    let io_err = |e| Error::io(path, e);
+    let file = crate::source::open_regular(path).map_err(io_err)?;
+    let too_large = |len| Error::Shard {
+        file: path.display().to_string(),
+        source: ShardError::IndexTooLarge {
+            len,
+            limit: MAX_INDEX_LEN,
+        },
+    };
+    let len = file.metadata().map_err(io_err)?.len();
+    if len > MAX_INDEX_LEN {
+        return Err(too_large(len));
+    }
+    let mut text = String::new();
+    // Bounded even if the file grows after the size check.
+    file.take(MAX_INDEX_LEN + 1)
+        .read_to_string(&mut text)
+        .map_err(io_err)?;
+    if text.len() as u64 > MAX_INDEX_LEN {
+        return Err(too_large(text.len() as u64));
+    }
+    Ok(text)
+}
+
+/// Splits a numbered shard name `PREFIX-00002-of-00008.safetensors` into
+/// (`PREFIX`, `"00008"`).
+fn shard_set_of(name: &str) -> Option<(&str, &str)> {
+    let stem = name.strip_suffix(".safetensors")?;
+    let (rest, count) = stem.rsplit_once("-of-")?;
+    let (prefix, index) = rest.rsplit_once('-')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    (digits(index) && digits(count)).then_some((prefix, count))
+}
+
+/// Checks a folder's safetensors files (no index): each is a regular file,
+/// and each numbered set (`-0000i-of-0000n`) is complete.
+fn check_shard_set(files: &[PathBuf]) -> std::result::Result<(), ShardError> {
+    let name_of = |p: &PathBuf| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    for f in files {
+        if !f.is_file() {
+            return Err(ShardError::NotAFile { shard: name_of(f) });
+        }
+    }
+    let names: std::collections::BTreeSet<String> = files.iter().map(name_of).collect();
+    let sets: std::collections::BTreeSet<(&str, &str)> =
+        names.iter().filter_map(|n| shard_set_of(n)).collect();
+    for (prefix, count_text) in sets {
+        let width = count_text.len();
+        let Ok(count) = count_text.parse::<usize>() else {
+            continue;
+        };
+        for i in 1..=count {
+            let shard = format!("{prefix}-{i:0width$}-of-{count_text}.safetensors");
+            if !names.contains(&shard) {
+                return Err(ShardError::MissingShard { shard, count });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The file name of shard `index` (0-based) of `count`, with the usual
 /// pattern; a single shard is `{prefix}.safetensors`.
 pub fn shard_file_name(prefix: &str, index: usize, count: usize) -> String {
@@ -249,7 +321,7 @@ impl Checkpoint {
             }
             if name.ends_with(".safetensors.index.json") {
                 indexes.push(entry.path());
-            } else if name.ends_with(".safetensors") && entry.path().is_file() {
+            } else if name.ends_with(".safetensors") {
                 files.push(entry.path());
             }
         }
@@ -269,6 +341,7 @@ impl Checkpoint {
         if files.is_empty() {
             return Err(shard_err(ShardError::Empty));
         }
+        check_shard_set(&files).map_err(shard_err)?;
         let opened = files
             .iter()
             .map(|f| options.open(f))
@@ -281,7 +354,7 @@ impl Checkpoint {
             file: path.display().to_string(),
             source,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = read_index(path)?;
         let index = ShardIndex::parse(&text).map_err(shard_err)?;
         let dir = path.parent().unwrap_or(Path::new("."));
         let mut shard_names: Vec<&String> = index.weight_map.values().collect();

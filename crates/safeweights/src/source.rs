@@ -136,7 +136,7 @@ impl MmapSource {
 
 /// Opens `path` for reading if it is a regular file. A FIFO or device is
 /// refused before it can block the open or the reads.
-fn open_regular(path: &Path) -> io::Result<File> {
+pub(crate) fn open_regular(path: &Path) -> io::Result<File> {
     let mut options = std::fs::OpenOptions::new();
     options.read(true);
     // Opening a FIFO for reading waits for a writer: O_NONBLOCK returns at

@@ -137,3 +137,59 @@ fn shard_planning_and_names() {
     assert_eq!(parse_size("five"), None);
     assert_eq!(parse_size("0"), None);
 }
+
+fn shard_err(err: Error) -> ShardError {
+    match err {
+        Error::Shard { source, .. } => source,
+        other => panic!("expected a shard error, got {other:?}"),
+    }
+}
+
+#[test]
+fn incomplete_shard_sets_without_an_index_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for i in 1..=3 {
+        let t = Owned::counting(&format!("t{i}"), Dtype::U8, &[4]);
+        let name = format!("model-{i:05}-of-00008.safetensors");
+        write_file(dir.path().join(name), &refs(std::slice::from_ref(&t)), None).unwrap();
+    }
+    let err = shard_err(Checkpoint::open(dir.path()).unwrap_err());
+    assert_eq!(
+        err,
+        ShardError::MissingShard {
+            shard: "model-00004-of-00008.safetensors".into(),
+            count: 8
+        }
+    );
+    assert!(err.to_string().contains("model-00004-of-00008"), "{err}");
+
+    // A complete set opens; a shard that is not a regular file is named.
+    let dir = tempfile::tempdir().unwrap();
+    for i in 1..=2 {
+        let t = Owned::counting(&format!("t{i}"), Dtype::U8, &[4]);
+        let name = format!("model-{i:05}-of-00002.safetensors");
+        write_file(dir.path().join(name), &refs(std::slice::from_ref(&t)), None).unwrap();
+    }
+    assert_eq!(Checkpoint::open(dir.path()).unwrap().len(), 2);
+    std::fs::create_dir(dir.path().join("extra.safetensors")).unwrap();
+    assert_eq!(
+        shard_err(Checkpoint::open(dir.path()).unwrap_err()),
+        ShardError::NotAFile {
+            shard: "extra.safetensors".into()
+        }
+    );
+}
+
+#[test]
+fn an_index_over_the_limit_is_refused_before_it_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = dir.path().join("model.safetensors.index.json");
+    let f = std::fs::File::create(&index).unwrap();
+    // Sparse: takes no disk, and must take no memory either.
+    f.set_len(safeweights::sharded::MAX_INDEX_LEN + 1).unwrap();
+    let err = shard_err(Checkpoint::open(&index).unwrap_err());
+    assert!(
+        matches!(err, ShardError::IndexTooLarge { len, .. } if len == safeweights::sharded::MAX_INDEX_LEN + 1),
+        "{err:?}"
+    );
+}
