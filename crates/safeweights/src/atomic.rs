@@ -190,6 +190,12 @@ fn link_at(from: &str, to: &Path) -> io::Result<()> {
 
 /// `.TARGET.PID-RANDOM.sw-tmp` in `dir`.
 fn temp_name(dir: &Path, target: &Path) -> PathBuf {
+    temp_path(dir, target, TEMP_SUFFIX)
+}
+
+/// `.TARGET.PID-RANDOM{suffix}` in `dir`: a temporary name that
+/// [`remove_stale`] recognises once its process is gone.
+pub(crate) fn temp_path(dir: &Path, target: &Path, suffix: &str) -> PathBuf {
     use std::hash::{BuildHasher, Hasher};
     let stem = target
         .file_name()
@@ -203,7 +209,7 @@ fn temp_name(dir: &Path, target: &Path) -> PathBuf {
     );
     let random = h.finish() & 0xff_ffff_ffff;
     dir.join(format!(
-        ".{stem}.{}-{random:010x}{TEMP_SUFFIX}",
+        ".{stem}.{}-{random:010x}{suffix}",
         std::process::id()
     ))
 }
@@ -253,6 +259,13 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 /// Removes temporary files an earlier, interrupted write to `target` left in
 /// `dir`: named as ours, untouched for a while, and whose process is gone.
 fn remove_stale_temps(dir: &Path, target: &Path) {
+    remove_stale(dir, target, TEMP_SUFFIX);
+}
+
+/// Removes what [`temp_path`] named with `suffix` for `target` in `dir`, when
+/// it has been untouched for a while and its process is gone: a file, or a
+/// folder with everything in it.
+pub(crate) fn remove_stale(dir: &Path, target: &Path, suffix: &str) {
     let Some(stem) = target.file_name().map(|n| n.to_string_lossy().into_owned()) else {
         return;
     };
@@ -265,7 +278,7 @@ fn remove_stale_temps(dir: &Path, target: &Path) {
         let Some(rest) = name
             .to_str()
             .and_then(|n| n.strip_prefix(&prefix))
-            .and_then(|n| n.strip_suffix(TEMP_SUFFIX))
+            .and_then(|n| n.strip_suffix(suffix))
         else {
             continue;
         };
@@ -281,7 +294,12 @@ fn remove_stale_temps(dir: &Path, target: &Path) {
             .ok()
             .and_then(|m| m.elapsed().ok())
             .is_some_and(|age| age >= STALE_AFTER);
-        if meta.is_file() && old && !process_alive(pid) {
+        if !old || process_alive(pid) {
+            continue;
+        }
+        if meta.is_dir() {
+            let _ = fs::remove_dir_all(entry.path());
+        } else if meta.is_file() {
             let _ = fs::remove_file(entry.path());
         }
     }

@@ -532,6 +532,13 @@ pub type Progress<'a> = &'a mut dyn FnMut(u64);
 /// most `max_shard_size` bytes each (`None`: one file named `{prefix}.safetensors`),
 /// plus an index when there are several. Streams in chunks of `chunk` bytes.
 /// Returns the paths written, index last.
+///
+/// The write is atomic as a whole: every file is written into a staging folder
+/// beside `out_dir` and moved in only once all are complete, so a run that
+/// fails (disk full, a bad tensor) leaves `out_dir` exactly as it was. When
+/// `out_dir` already holds a checkpoint of the same `prefix`, its files are
+/// set aside while the new ones are moved in (shards first, the index last)
+/// and deleted afterwards; files of other names in `out_dir` are left alone.
 pub fn write_sharded(
     src: &Checkpoint,
     out_dir: &Path,
@@ -540,10 +547,32 @@ pub fn write_sharded(
     metadata: Option<&Metadata>,
     progress: Progress<'_>,
 ) -> Result<Vec<PathBuf>> {
+    let stage = Staging::beside(out_dir)?;
+    let names = write_shards_into(
+        src,
+        stage.path(),
+        prefix,
+        max_shard_size,
+        metadata,
+        progress,
+    )?;
+    stage.publish(out_dir, prefix, &names)?;
+    Ok(names.iter().map(|n| out_dir.join(n)).collect())
+}
+
+/// Writes the shards and the index into `dir`; returns their file names,
+/// index last.
+fn write_shards_into(
+    src: &Checkpoint,
+    out_dir: &Path,
+    prefix: &str,
+    max_shard_size: Option<u64>,
+    metadata: Option<&Metadata>,
+    progress: Progress<'_>,
+) -> Result<Vec<String>> {
     let infos: Vec<(&SafeTensorsFile, &TensorInfo)> = src.tensors().collect();
     let sizes: Vec<u64> = infos.iter().map(|(_, t)| t.byte_len() as u64).collect();
     let groups = plan_shards(&sizes, max_shard_size.unwrap_or(u64::MAX));
-    std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
     let mut written = Vec::new();
     let mut weight_map = BTreeMap::new();
     let count = groups.len();
@@ -564,7 +593,7 @@ pub fn write_sharded(
             weight_map.insert(info.name.clone(), name.clone());
         }
         writer.finish()?;
-        written.push(path);
+        written.push(name);
     }
     if count > 1 {
         let mut index = ShardIndex {
@@ -574,14 +603,122 @@ pub fn write_sharded(
         index
             .metadata
             .insert("total_size".into(), sizes.iter().sum::<u64>().into());
-        let path = out_dir.join(format!("{prefix}.safetensors.index.json"));
+        let name = format!("{prefix}.safetensors.index.json");
+        let path = out_dir.join(&name);
         let atomic = crate::writer::AtomicFile::create(&path)?;
         std::io::Write::write_all(&mut atomic.file(), index.to_json().as_bytes())
             .map_err(|e| Error::io(&path, e))?;
         atomic.commit()?;
-        written.push(path);
+        written.push(name);
     }
     Ok(written)
+}
+
+/// Suffix of staging folders, recognised (and removed once stale) by later
+/// writes to the same folder.
+const STAGE_SUFFIX: &str = ".sw-stage";
+
+/// A folder beside the target where a sharded checkpoint is written before it
+/// is moved into place. Removed with its contents when dropped.
+struct Staging {
+    path: PathBuf,
+}
+
+impl Staging {
+    fn beside(out_dir: &Path) -> Result<Staging> {
+        let parent = match out_dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
+        crate::atomic::remove_stale(&parent, out_dir, STAGE_SUFFIX);
+        let path = crate::atomic::temp_path(&parent, out_dir, STAGE_SUFFIX);
+        std::fs::create_dir(&path).map_err(|e| Error::io(&path, e))?;
+        Ok(Staging { path })
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Moves the staged files `names` (index last) into `out_dir`, setting
+    /// aside and then deleting the files of the checkpoint `prefix` it held.
+    fn publish(self, out_dir: &Path, prefix: &str, names: &[String]) -> Result<()> {
+        if !out_dir.exists() {
+            // Nothing to keep: the staging folder becomes the target.
+            std::fs::rename(&self.path, out_dir).map_err(|e| Error::io(out_dir, e))?;
+            return sync_parent(out_dir);
+        }
+        let old = old_checkpoint_files(out_dir, prefix)?;
+        let aside = self.path.join(".replaced");
+        std::fs::create_dir(&aside).map_err(|e| Error::io(&aside, e))?;
+        let mut moved_aside = Vec::new();
+        let mut moved_in = Vec::new();
+        let result = (|| {
+            for name in &old {
+                rename(&out_dir.join(name), &aside.join(name))?;
+                moved_aside.push(name);
+            }
+            for name in names {
+                rename(&self.path.join(name), &out_dir.join(name))?;
+                moved_in.push(name);
+            }
+            sync_parent(&out_dir.join("x"))
+        })();
+        if result.is_err() {
+            // Put everything back as it was.
+            for name in moved_in {
+                let _ = std::fs::rename(out_dir.join(name), self.path.join(name));
+            }
+            for name in moved_aside {
+                let _ = std::fs::rename(aside.join(name), out_dir.join(name));
+            }
+        }
+        result
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+fn rename(from: &Path, to: &Path) -> Result<()> {
+    std::fs::rename(from, to).map_err(|e| Error::io(to, e))
+}
+
+/// Syncs the folder holding `path`, so renames into it are durable.
+fn sync_parent(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::io(dir, e))?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
+/// The files of the checkpoint named `prefix` in `dir`: `prefix.safetensors`,
+/// its numbered shards and its index.
+fn old_checkpoint_files(dir: &Path, prefix: &str) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        let ours = name == format!("{prefix}.safetensors")
+            || name == format!("{prefix}.safetensors.index.json")
+            || shard_set_of(&name).is_some_and(|(p, _)| p == prefix);
+        if ours {
+            out.push(name);
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// Chunk size for streaming copies.

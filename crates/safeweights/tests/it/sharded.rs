@@ -193,3 +193,123 @@ fn an_index_over_the_limit_is_refused_before_it_is_read() {
         "{err:?}"
     );
 }
+
+/// Every file under `dir` with its bytes, for before/after comparisons.
+fn snapshot(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap_or_default(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn rewriting_a_checkpoint_replaces_its_files_and_keeps_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("model.safetensors");
+    write_file(&src, &refs(&model()), None).unwrap();
+    let ckpt = Checkpoint::open(&src).unwrap();
+    let out = dir.path().join("out");
+    write_sharded(&ckpt, &out, "model", Some(10_000), None, &mut |_| {}).unwrap();
+    std::fs::write(out.join("config.json"), b"{}").unwrap();
+    // Three shards of a different count replace the five.
+    write_sharded(&ckpt, &out, "model", Some(15_000), None, &mut |_| {}).unwrap();
+    let names: Vec<String> = snapshot(&out).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(
+        names,
+        [
+            "config.json",
+            "model-00001-of-00004.safetensors",
+            "model-00002-of-00004.safetensors",
+            "model-00003-of-00004.safetensors",
+            "model-00004-of-00004.safetensors",
+            "model.safetensors.index.json"
+        ]
+    );
+    assert_eq!(Checkpoint::open(&out).unwrap().len(), 10);
+    let leftovers: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// Runs in the child: a file-size limit lets the first shards through and
+/// stops a later one, as a full disk would.
+#[test]
+fn child_reshard_past_file_size_limit() {
+    let Ok(dir) = std::env::var("SAFEWEIGHTS_RESHARD_CHILD_DIR") else {
+        return; // Only meaningful when spawned by the parent test below.
+    };
+    let dir = std::path::Path::new(&dir);
+    // SAFETY: plain libc calls with valid arguments; this process is a
+    // dedicated child running this one test.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+        let limit = libc::rlimit {
+            rlim_cur: 12 * 1024,
+            rlim_max: 12 * 1024,
+        };
+        assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &limit), 0);
+    }
+    let ckpt = Checkpoint::open(dir.join("big.safetensors")).unwrap();
+    let err = write_sharded(
+        &ckpt,
+        &dir.join("out"),
+        "model",
+        Some(10_000),
+        None,
+        &mut |_| {},
+    )
+    .unwrap_err();
+    println!("CHILD-OK {err}");
+}
+
+#[test]
+fn a_failed_rewrite_leaves_the_old_checkpoint_exactly_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("model.safetensors");
+    write_file(&src, &refs(&model()), None).unwrap();
+    let out = dir.path().join("out");
+    let ckpt = Checkpoint::open(&src).unwrap();
+    write_sharded(&ckpt, &out, "model", Some(10_000), None, &mut |_| {}).unwrap();
+    std::fs::write(out.join("config.json"), b"{}").unwrap();
+    // The new source has one tensor too large for the child's size limit.
+    let mut tensors = model();
+    tensors.push(Owned::counting("zz.big", Dtype::F32, &[64, 64]));
+    write_file(dir.path().join("big.safetensors"), &refs(&tensors), None).unwrap();
+    let before = snapshot(&out);
+
+    let run = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "sharded::child_reshard_past_file_size_limit",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("SAFEWEIGHTS_RESHARD_CHILD_DIR", dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success() && stdout.contains("CHILD-OK"),
+        "child failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(snapshot(&out), before, "the old checkpoint changed");
+    assert_eq!(Checkpoint::open(&out).unwrap().len(), 10);
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["big.safetensors", "model.safetensors", "out"]);
+}
