@@ -214,6 +214,40 @@ def _is_everything(index, ndim):
     return ellipses <= 1 and len(index) - ellipses <= ndim and all(_is_full(i) for i in index)
 
 
+def _is_int(i):
+    if isinstance(i, bool):
+        return False
+    try:
+        import operator
+
+        operator.index(i)
+    except TypeError:
+        return False
+    return True
+
+
+def _native(index):
+    """Whether the core's slicing expresses ``index``: ints, slices and one
+    ellipsis, alone or in a tuple."""
+    items = index if isinstance(index, tuple) else (index,)
+    return all(i is Ellipsis or isinstance(i, slice) or _is_int(i) for i in items)
+
+
+def _unsupported(index, ndim):
+    """The reference's error for an index its byte-level slicing refuses."""
+    if isinstance(index, list):
+        return SafetensorError("Non empty lists are not implemented")
+    items = index if isinstance(index, tuple) else (index,)
+    ellipses = sum(1 for i in items if i is Ellipsis)
+    expansion = max(ndim - (len(items) - ellipses), 0)
+    dim = 0
+    for i in items:
+        if not (i is Ellipsis or isinstance(i, slice) or _is_int(i)):
+            break
+        dim += expansion if i is Ellipsis else 1
+    return SafetensorError(f"Unsupported slice index at position {dim}: expected slice, int, or ellipsis")
+
+
 class PySafeSlice:
     """A tensor not yet read: its shape and dtype, and indexing that reads only
     the selected elements."""
@@ -247,6 +281,15 @@ class PySafeSlice:
 
     def __getitem__(self, index):
         name, dtype = self._entry[0], self._entry[1]
+        if isinstance(index, list) and not index:
+            # An empty list selects nothing along the first dimension.
+            index = slice(0, 0)
+        if not _native(index):
+            if self._owner._framework != "pt":
+                raise _unsupported(index, len(self._entry[2]))
+            # As the reference does for torch: the whole tensor (a view of
+            # the mapping), indexed by torch (None, lists, masks, tensors).
+            return self._owner._build(self._file, self._entry)[index]
         if _is_everything(index, len(self._entry[2])):
             return self._owner._build(self._file, self._entry)
         shape, data = self._file.read_slice(name, index)
