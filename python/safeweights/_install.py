@@ -2,6 +2,13 @@
 
 import importlib
 import sys
+import types
+import warnings
+
+#: The version of the reference ``safetensors`` package whose API and bytes
+#: safeweights reproduces: what ``safetensors.__version__`` says once
+#: installed (libraries compare it to pick code paths).
+REFERENCE_VERSION = "0.8.0"
 
 _SUBMODULES = ("torch", "numpy", "flax", "tensorflow", "mlx", "paddle")
 
@@ -34,6 +41,29 @@ class _AliasLoader:
 _finder = _LazySubmodules()
 
 
+def _facade(pkg):
+    """A module named ``safetensors`` that holds safeweights' objects (the same
+    functions and classes) but reports the reference's ``__version__``."""
+    mod = types.ModuleType("safetensors", pkg.__doc__)
+    for name, value in vars(pkg).items():
+        if not name.startswith("__") or name == "__all__":
+            setattr(mod, name, value)
+    mod.__version__ = REFERENCE_VERSION
+    mod.__safeweights_version__ = pkg.__version__
+    # A package, so that ``import safetensors.torch`` is looked up (by the
+    # finder above) rather than refused.
+    mod.__path__ = []
+    mod.__file__ = pkg.__file__
+
+    def __getattr__(name):
+        if name in _SUBMODULES:
+            return importlib.import_module("safetensors." + name)
+        raise AttributeError(f"module 'safetensors' has no attribute {name!r}")
+
+    mod.__getattr__ = __getattr__
+    return mod
+
+
 def install_as_safetensors():
     """Make ``import safetensors`` (and ``safetensors.torch`` etc.) load safeweights.
 
@@ -45,14 +75,28 @@ def install_as_safetensors():
     ``safetensors`` is replaced, but modules that already hold references to its
     functions keep them.
 
+    ``safetensors.__version__`` then reports the reference version whose API
+    this package reproduces (``REFERENCE_VERSION``); ``safeweights.__version__``
+    keeps its own. Libraries that read the installed distribution's metadata
+    (``importlib.metadata.version("safetensors")``) still need the reference
+    package installed beside this one.
+
     Returns:
         The ``safeweights`` module.
     """
     pkg = sys.modules["safeweights"]
+    current = sys.modules.get("safetensors")
+    if current is not None and getattr(current, "__safeweights_version__", None) is None:
+        warnings.warn(
+            "safeweights.install_as_safetensors(): the reference safetensors was already "
+            "imported; modules that imported it before this call keep using it. Call "
+            "install_as_safetensors() first, or set SAFEWEIGHTS_AS_SAFETENSORS=1.",
+            stacklevel=2,
+        )
     for name in list(sys.modules):
         if name == "safetensors" or name.startswith("safetensors."):
             del sys.modules[name]
-    sys.modules["safetensors"] = pkg
+    sys.modules["safetensors"] = _facade(pkg)
     for sub in _SUBMODULES:
         loaded = sys.modules.get("safeweights." + sub)
         if loaded is not None:

@@ -25,7 +25,7 @@ def test_transformers_uses_safeweights(tmp_path):
         import torch
         import transformers  # must be importable: CI installs it
         import safetensors, safetensors.torch
-        assert sys.modules["safetensors"] is safeweights, sys.modules["safetensors"]
+        assert sys.modules["safetensors"].safe_open is safeweights.safe_open, sys.modules["safetensors"]
         assert safetensors.torch.__name__ == "safeweights.torch"
         from transformers import GPT2Config, GPT2LMHeadModel
         import transformers.modeling_utils as mu
@@ -65,10 +65,36 @@ def test_install_registers_modules():
         from safetensors import safe_open, SafetensorError
         from safetensors.numpy import save
         import safetensors.torch as st
-        assert safetensors is safeweights and st is sys.modules["safeweights.torch"]
+        assert safetensors.safe_open is safeweights.safe_open and st is sys.modules["safeweights.torch"]
+        assert safetensors.SafetensorError is safeweights.SafetensorError
+        assert safetensors.__version__ == "0.8.0", safetensors.__version__
+        assert safeweights.__version__ != "0.8.0" and safetensors.__safeweights_version__ == safeweights.__version__
+        assert safetensors.torch is st
         assert safe_open is safeweights.safe_open and save.__module__ == "safeweights.numpy"
         print("OK")
         """
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
+
+
+def test_install_after_the_reference_was_imported_warns():
+    script = textwrap.dedent(
+        """
+        import warnings
+        import safetensors  # the reference
+        import safeweights
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            safeweights.install_as_safetensors()
+            safeweights.install_as_safetensors()  # again: already ours, no warning
+        assert len(caught) == 1, [str(w.message) for w in caught]
+        assert "already imported" in str(caught[0].message)
+        import safetensors as again
+        assert again.safe_open is safeweights.safe_open
+        print("OK")
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "OK" in result.stdout
