@@ -32,6 +32,11 @@
 //! ([`Backend::Pread`]). Every reader sits on a [`Source`], so other byte
 //! sources (memory, remote) plug in.
 //!
+//! ## Comparing and merging
+//! [`diff::compare`] compares two checkpoints tensor by tensor, streaming the
+//! bytes; [`sharded::merge`] (or [`Checkpoint::merge_into`]) writes a sharded
+//! checkpoint back into one file, and [`sharded::write_sharded`] splits one.
+//!
 //! ## Crate features
 //! None yet: the crate depends only on `serde_json`, `memmap2`, `tempfile` and
 //! `thiserror`.
@@ -40,6 +45,7 @@
 
 pub mod decode;
 mod diagnostic;
+pub mod diff;
 mod dtype;
 mod error;
 mod header;

@@ -13,7 +13,7 @@ use safeweights::{
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::{diff, inspect, merge, reshard, validate};
+use super::{diff, inspect, reshard, validate};
 use crate::cli::DemoArgs;
 use crate::printer::{grouped, human_bytes, Printer};
 use crate::Status;
@@ -780,7 +780,7 @@ fn step_merge(ctx: &mut Ctx, p: &mut Printer) -> anyhow::Result<Value> {
         ctx.sharded_dir().display(),
         out.display()
     ))?;
-    let size = merge::merge(&shards, &out, &mut |_| {})?;
+    let size = shards.merge_into(&out, &mut |_| {})?;
     p.line(format_args!(
         "  wrote {} ({})",
         out.display(),
@@ -793,9 +793,13 @@ fn step_merge(ctx: &mut Ctx, p: &mut Printer) -> anyhow::Result<Value> {
         ctx.original().display(),
         out.display()
     ))?;
-    let report = diff::compare("original", &original, "merged", &merged, &mut |_| {})?;
+    let report = diff::Report {
+        a: "original".to_owned(),
+        b: "merged".to_owned(),
+        comparison: safeweights::diff::compare(&original, &merged, &mut |_| {})?,
+    };
     p.indented(4, |p| diff::print_human(&report, p))?;
-    ctx.check(p, report.equal, "diff: equal")?;
+    ctx.check(p, report.comparison.equal, "diff: equal")?;
     let same_bytes = std::fs::read(ctx.original())? == std::fs::read(&out)?;
     ctx.check(
         p,
@@ -803,7 +807,7 @@ fn step_merge(ctx: &mut Ctx, p: &mut Printer) -> anyhow::Result<Value> {
         "the merged file is byte-identical to the original (the layout is deterministic)",
     )?;
     Ok(
-        json!({ "path": out.display().to_string(), "equal": report.equal, "byte_identical": same_bytes }),
+        json!({ "path": out.display().to_string(), "equal": report.comparison.equal, "byte_identical": same_bytes }),
     )
 }
 
@@ -1041,7 +1045,7 @@ fn step_convert(ctx: &mut Ctx, p: &mut Printer) -> anyhow::Result<Value> {
 
     let original = Checkpoint::open(ctx.original())?;
     let converted = Checkpoint::open(&out)?;
-    let report = diff::compare("original", &original, "converted", &converted, &mut |_| {})?;
+    let report = safeweights::diff::compare(&original, &converted, &mut |_| {})?;
     ctx.check(
         p,
         report.equal,
