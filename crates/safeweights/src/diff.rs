@@ -288,10 +288,16 @@ mod tests {
         b: &[(&str, Dtype, &[usize], Vec<u8>)],
     ) -> Comparison {
         let dir = tempfile::tempdir().unwrap();
-        let (pa, pb) = (dir.path().join("a.safetensors"), dir.path().join("b.safetensors"));
+        let (pa, pb) = (
+            dir.path().join("a.safetensors"),
+            dir.path().join("b.safetensors"),
+        );
         write(&pa, a, None);
         write(&pb, b, None);
-        let (ca, cb) = (Checkpoint::open(&pa).unwrap(), Checkpoint::open(&pb).unwrap());
+        let (ca, cb) = (
+            Checkpoint::open(&pa).unwrap(),
+            Checkpoint::open(&pb).unwrap(),
+        );
         let mut read = 0;
         let c = compare(&ca, &cb, &mut |n| read += n).unwrap();
         // Every byte of every tensor compared on both sides is counted.
@@ -327,8 +333,11 @@ mod tests {
         assert_eq!(c.only_in_a, ["only_a"]);
         assert_eq!(c.only_in_b, ["only_b"]);
         assert_eq!((c.compared, c.identical), (3, 0));
-        let kinds: Vec<(&str, Change)> =
-            c.changed.iter().map(|t| (t.name.as_str(), t.change)).collect();
+        let kinds: Vec<(&str, Change)> = c
+            .changed
+            .iter()
+            .map(|t| (t.name.as_str(), t.change))
+            .collect();
         assert_eq!(
             kinds,
             [
@@ -347,13 +356,33 @@ mod tests {
     #[test]
     fn value_statistics() {
         let a = [
-            ("f", Dtype::F32, &[5][..], f32s(&[1.0, 2.0, 0.0, f32::NAN, f32::INFINITY])),
-            ("i", Dtype::I32, &[2][..], [1i32, 2].iter().flat_map(|x| x.to_le_bytes()).collect()),
+            (
+                "f",
+                Dtype::F32,
+                &[5][..],
+                f32s(&[1.0, 2.0, 0.0, f32::NAN, f32::INFINITY]),
+            ),
+            (
+                "i",
+                Dtype::I32,
+                &[2][..],
+                [1i32, 2].iter().flat_map(|x| x.to_le_bytes()).collect(),
+            ),
             ("z", Dtype::F32, &[1][..], f32s(&[0.0])),
         ];
         let b = [
-            ("f", Dtype::F32, &[5][..], f32s(&[1.0, 4.5, -0.0, f32::NAN, 3.0])),
-            ("i", Dtype::I32, &[2][..], [1i32, 7].iter().flat_map(|x| x.to_le_bytes()).collect()),
+            (
+                "f",
+                Dtype::F32,
+                &[5][..],
+                f32s(&[1.0, 4.5, -0.0, f32::NAN, 3.0]),
+            ),
+            (
+                "i",
+                Dtype::I32,
+                &[2][..],
+                [1i32, 7].iter().flat_map(|x| x.to_le_bytes()).collect(),
+            ),
             ("z", Dtype::F32, &[1][..], f32s(&[-0.0])),
         ];
         let c = pair(&a, &b);
@@ -390,7 +419,10 @@ mod tests {
     #[test]
     fn metadata_and_json() {
         let dir = tempfile::tempdir().unwrap();
-        let (pa, pb) = (dir.path().join("a.safetensors"), dir.path().join("b.safetensors"));
+        let (pa, pb) = (
+            dir.path().join("a.safetensors"),
+            dir.path().join("b.safetensors"),
+        );
         let t = [("w", Dtype::BF16, &[1][..], vec![0x80, 0x3f])];
         let meta: Metadata = [("format".to_owned(), "pt".to_owned())].into();
         write(&pa, &t, Some(&meta));

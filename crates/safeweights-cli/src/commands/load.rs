@@ -4,8 +4,7 @@ use std::path::Path;
 
 use anyhow::Context as _;
 use safeweights_load::{
-    evict_from_page_cache, load_on, Device, IoBackend, LoadError, LoadOptions, LoadPlan,
-    LoadReport,
+    evict_from_page_cache, load_on, Device, IoBackend, LoadError, LoadOptions, LoadPlan, LoadReport,
 };
 use serde_json::{json, Value};
 
