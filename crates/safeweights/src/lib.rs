@@ -32,14 +32,15 @@
 //! ([`Backend::Pread`]). Every reader sits on a [`Source`], so other byte
 //! sources (memory, remote) plug in.
 //!
-//! ## Comparing and merging
+//! ## Summaries, comparing and merging
+//! [`Checkpoint::summary`] counts files, tensors, dtypes and bytes;
 //! [`diff::compare`] compares two checkpoints tensor by tensor, streaming the
 //! bytes; [`sharded::merge`] (or [`Checkpoint::merge_into`]) writes a sharded
 //! checkpoint back into one file, and [`sharded::write_sharded`] splits one.
 //!
 //! ## Crate features
-//! None yet: the crate depends only on `serde_json`, `memmap2`, `tempfile` and
-//! `thiserror`.
+//! None yet: the crate depends only on `serde`, `serde_json`, `memchr`,
+//! `memmap2`, `tempfile` and `thiserror`.
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
@@ -55,6 +56,7 @@ pub mod sharded;
 mod slice;
 #[allow(unsafe_code)]
 pub mod source;
+pub mod summary;
 mod writer;
 
 pub use diagnostic::{Diagnostic, ErrorClass};

@@ -261,12 +261,13 @@ fn step_inspect(ctx: &mut Ctx, p: &mut Printer) -> anyhow::Result<Value> {
     let report = inspect::report(&path.display().to_string(), &ckpt);
     p.line(format_args!("  $ safeweights inspect {}", path.display()))?;
     p.indented(4, |p| inspect::print_human(&report, p))?;
+    let summary = &report.summary;
     ctx.check(
         p,
-        report.total.params == ctx.expected_params,
+        summary.total.params == ctx.expected_params,
         format!("{} parameters, as built", grouped(ctx.expected_params)),
     )?;
-    let dtypes: Vec<&str> = report.dtypes.iter().map(|d| d.dtype).collect();
+    let dtypes: Vec<&str> = summary.dtypes.iter().map(|d| d.dtype.name()).collect();
     let wanted = ["BF16", "F16", "F32", "F8_E4M3", "I64"];
     ctx.check(
         p,
@@ -275,7 +276,7 @@ fn step_inspect(ctx: &mut Ctx, p: &mut Printer) -> anyhow::Result<Value> {
     )?;
     ctx.check(
         p,
-        report
+        summary
             .metadata
             .as_ref()
             .and_then(|m| m.get("format"))
@@ -284,7 +285,7 @@ fn step_inspect(ctx: &mut Ctx, p: &mut Printer) -> anyhow::Result<Value> {
         "metadata format = pt",
     )?;
     Ok(
-        json!({ "tensors": report.total.tensors, "params": report.total.params, "bytes": report.total.bytes, "dtypes": dtypes }),
+        json!({ "tensors": summary.total.tensors, "params": summary.total.params, "bytes": summary.total.bytes, "dtypes": dtypes }),
     )
 }
 
