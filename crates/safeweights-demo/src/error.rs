@@ -20,6 +20,9 @@ pub enum DemoError {
     /// The safetensors core refused or failed.
     #[error(transparent)]
     Format(#[from] safeweights::Error),
+    /// Converting the sample to a PyTorch checkpoint failed.
+    #[error(transparent)]
+    Convert(#[from] safeweights_convert::ConvertError),
     /// A corruption was asked to rewrite bytes that are not a safetensors
     /// file with at least two tensors.
     #[error("cannot corrupt the sample: {reason}; give the bytes of a safetensors file with at least two tensors")]
@@ -44,6 +47,7 @@ impl Diagnostic for DemoError {
         match self {
             DemoError::Io { .. } => "io",
             DemoError::Format(_) => "format",
+            DemoError::Convert(_) => "convert",
             DemoError::NotASample { .. } => "not_a_sample",
         }
     }
@@ -51,7 +55,9 @@ impl Diagnostic for DemoError {
     fn class(&self) -> ErrorClass {
         match self {
             DemoError::Io { .. } => ErrorClass::Io,
-            DemoError::Format(_) | DemoError::NotASample { .. } => ErrorClass::InvalidInput,
+            DemoError::Format(_) | DemoError::Convert(_) | DemoError::NotASample { .. } => {
+                ErrorClass::InvalidInput
+            }
         }
     }
 

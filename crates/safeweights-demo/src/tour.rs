@@ -1,9 +1,12 @@
 //! The tour as data: its steps in order, the folder layout it works in, and
 //! the parameters of the steps that need some.
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use safeweights::{sharded, SliceIndex};
+use safeweights::{sharded, Checkpoint, SliceIndex};
+
+use crate::{hostile, DemoError, Result};
 
 /// One step of the tour, in the order [`Step::ALL`] runs them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -172,16 +175,151 @@ pub fn smallest_shard_limit(sizes: &[u64], max_shards: usize) -> u64 {
 /// The tensor the slice step reads from (F16, `[512, 256]`).
 pub const SLICE_TENSOR: &str = "model.layers.0.mlp.up_proj.weight";
 
-/// The slices the slice step reads: their label, as Python writes it, and
-/// the index.
-pub fn slice_cases() -> [(&'static str, Vec<SliceIndex>); 2] {
+/// One slice the slice step reads from a 2-D tensor: rows, and optionally a
+/// column window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SliceCase {
+    /// The slice as Python writes it, e.g. `[10:14, 64:128]`.
+    pub label: &'static str,
+    /// The rows.
+    pub rows: Range<usize>,
+    /// The columns (all of them when `None`).
+    pub cols: Option<Range<usize>>,
+}
+
+impl SliceCase {
+    /// The index to give the reader.
+    pub fn index(&self) -> Vec<SliceIndex> {
+        let mut index = vec![SliceIndex::range(
+            self.rows.start as i64,
+            self.rows.end as i64,
+        )];
+        if let Some(cols) = &self.cols {
+            index.push(SliceIndex::range(cols.start as i64, cols.end as i64));
+        }
+        index
+    }
+
+    /// The naive oracle: the selected elements cut out of the whole
+    /// row-major tensor `full` of `columns` columns and `elem`-byte elements,
+    /// row by row. `None` when the case does not fit the tensor.
+    pub fn cut(&self, full: &[u8], columns: usize, elem: usize) -> Option<Vec<u8>> {
+        let row_bytes = columns.checked_mul(elem)?;
+        let cols = self.cols.clone().unwrap_or(0..columns);
+        let mut out = Vec::new();
+        for row in self.rows.clone() {
+            let start = row
+                .checked_mul(row_bytes)?
+                .checked_add(cols.start.checked_mul(elem)?)?;
+            let end = row
+                .checked_mul(row_bytes)?
+                .checked_add(cols.end.checked_mul(elem)?)?;
+            out.extend_from_slice(full.get(start..end)?);
+        }
+        Some(out)
+    }
+}
+
+/// The slices the slice step reads from [`SLICE_TENSOR`]: a row range (one
+/// contiguous read) and a 4-row column window (one read per row).
+pub fn slice_cases() -> [SliceCase; 2] {
     [
-        ("[100:200]", vec![SliceIndex::range(100, 200)]),
-        (
-            "[10:14, 64:128]",
-            vec![SliceIndex::range(10, 14), SliceIndex::range(64, 128)],
-        ),
+        SliceCase {
+            label: "[100:200]",
+            rows: 100..200,
+            cols: None,
+        },
+        SliceCase {
+            label: "[10:14, 64:128]",
+            rows: 10..14,
+            cols: Some(64..128),
+        },
     ]
+}
+
+/// Compares two checkpoints tensor by tensor, in memory: how many of `a`'s
+/// tensors `b` holds with the same dtype, shape and bytes, and their bytes.
+///
+/// # Errors
+/// A tensor of `a` that `b` lacks, or a read that fails.
+pub fn bit_identical(a: &Checkpoint, b: &Checkpoint) -> Result<(usize, u64)> {
+    let mut identical = 0usize;
+    let mut bytes = 0u64;
+    for name in a.names() {
+        let (x, y) = (a.tensor(name)?, b.tensor(name)?);
+        if x.dtype() == y.dtype() && x.shape() == y.shape() && x.data() == y.data() {
+            identical += 1;
+            bytes += x.data().len() as u64;
+        }
+    }
+    Ok((identical, bytes))
+}
+
+/// Whether every tensor of the safetensors file at `path` is what `loaded`
+/// returns for its name, and how many tensors the file has.
+///
+/// # Errors
+/// The file cannot be read.
+pub fn matches_file<'a>(
+    path: &Path,
+    loaded: impl Fn(&str) -> Option<&'a [u8]>,
+) -> Result<(bool, usize)> {
+    let reader = safeweights::SafeTensorsFile::open(path)?;
+    let mut equal = true;
+    for info in reader.header().tensors() {
+        equal &= loaded(&info.name) == Some(reader.tensor(&info.name)?.data());
+    }
+    Ok((equal, reader.header().len()))
+}
+
+/// Writes every corruption of [`hostile::CORRUPTIONS`] of the sample into
+/// [`Workdir::corrupt`], in order, with the path of each.
+///
+/// # Errors
+/// A file cannot be read or written, or the sample is not one.
+pub fn write_corruptions(work: &Workdir) -> Result<Vec<(&'static hostile::Corruption, PathBuf)>> {
+    let original_path = work.original();
+    let original = std::fs::read(&original_path).map_err(|e| DemoError::io(&original_path, e))?;
+    let dir = work.corrupt();
+    std::fs::create_dir_all(&dir).map_err(|e| DemoError::io(&dir, e))?;
+    let mut written = Vec::new();
+    for c in hostile::CORRUPTIONS {
+        let path = dir.join(c.name);
+        std::fs::write(&path, (c.apply)(&original)?).map_err(|e| DemoError::io(&path, e))?;
+        written.push((c, path));
+    }
+    Ok(written)
+}
+
+/// Fills [`Workdir::incoming`] with what the scan step scans: a real PyTorch
+/// checkpoint of the sample (the torch zip format, as `torch.save` writes it,
+/// made by converting the safetensors file back) at
+/// [`Workdir::incoming_bin`], and a look-alike whose pickle runs a shell
+/// command when loaded, named like a harmless weights file, at
+/// [`Workdir::incoming_disguised`].
+///
+/// # Errors
+/// The conversion or a write fails.
+pub fn write_incoming(work: &Workdir) -> Result<()> {
+    let dir = work.incoming();
+    std::fs::create_dir_all(&dir).map_err(|e| DemoError::io(&dir, e))?;
+    safeweights_convert::convert(
+        work.original(),
+        work.incoming_bin(),
+        &safeweights_convert::ConvertOptions::new().overwrite(true),
+    )?;
+    hostile::write_disguised_pickle_zip(&work.incoming_disguised())
+}
+
+/// Creates the folder that will hold `path`.
+///
+/// # Errors
+/// It cannot be created.
+pub fn create_parent(path: &Path) -> Result<()> {
+    match path.parent() {
+        Some(parent) => std::fs::create_dir_all(parent).map_err(|e| DemoError::io(parent, e)),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -194,6 +332,31 @@ mod tests {
         names.sort();
         names.dedup();
         assert_eq!(names.len(), Step::ALL.len());
+    }
+
+    #[test]
+    fn slice_oracle() {
+        // A 4 x 3 tensor of 2-byte elements numbered 0..12.
+        let full: Vec<u8> = (0u8..12).flat_map(|i| [i, 0]).collect();
+        let case = SliceCase {
+            label: "[1:3, 1:2]",
+            rows: 1..3,
+            cols: Some(1..2),
+        };
+        assert_eq!(case.cut(&full, 3, 2), Some(vec![4, 0, 7, 0]));
+        assert_eq!(case.index().len(), 2);
+        let rows = SliceCase {
+            label: "[2:4]",
+            rows: 2..4,
+            cols: None,
+        };
+        assert_eq!(rows.cut(&full, 3, 2).map(|v| v.len()), Some(12));
+        let past = SliceCase {
+            label: "[3:5]",
+            rows: 3..5,
+            cols: None,
+        };
+        assert_eq!(past.cut(&full, 3, 2), None);
     }
 
     #[test]

@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use safeweights::{decode, Checkpoint, Dtype, SafeTensorsFile};
-use safeweights_demo::hostile::{self, CORRUPTIONS};
 use safeweights_demo::model;
 use safeweights_demo::tour::{self, Step, Workdir};
 use serde::Serialize;
@@ -366,15 +365,7 @@ fn step_verify(ctx: &mut Ctx, p: &mut Printer) -> anyhow::Result<Value> {
     ))?;
     let same_names = original.names().eq(shards.names());
     ctx.check(p, same_names, "the same tensor names")?;
-    let mut identical = 0usize;
-    let mut bytes = 0u64;
-    for name in original.names() {
-        let (a, b) = (original.tensor(name)?, shards.tensor(name)?);
-        if a.dtype() == b.dtype() && a.shape() == b.shape() && a.data() == b.data() {
-            identical += 1;
-            bytes += a.data().len() as u64;
-        }
-    }
+    let (identical, bytes) = tour::bit_identical(&original, &shards)?;
     ctx.check(
         p,
         identical == original.len(),
@@ -398,9 +389,8 @@ fn step_slice(ctx: &mut Ctx, p: &mut Printer) -> anyhow::Result<Value> {
     let name = tour::SLICE_TENSOR;
     let info = file.info(name)?.clone();
     let mut details = Vec::new();
-    let cases = tour::slice_cases();
     let full = file.tensor(name)?.data().to_vec();
-    let row_bytes = info.shape[1] * 2;
+    let columns = info.shape.get(1).copied().unwrap_or(0);
     p.line(format_args!(
         "  {name}: {} {:?}, bytes {}..{} of the file",
         info.dtype,
@@ -408,7 +398,8 @@ fn step_slice(ctx: &mut Ctx, p: &mut Printer) -> anyhow::Result<Value> {
         grouped(file.file_range(&info).start),
         grouped(file.file_range(&info).end)
     ))?;
-    for (label, index) in cases {
+    for case in tour::slice_cases() {
+        let (label, index) = (case.label, case.index());
         let ranges = file.slice_file_ranges(name, &index)?;
         let (shape, bytes) = file.read_slice(name, &index)?;
         let read: u64 = ranges.iter().map(|r| r.end - r.start).sum();
@@ -428,15 +419,10 @@ fn step_slice(ctx: &mut Ctx, p: &mut Printer) -> anyhow::Result<Value> {
             ))?;
         }
         // The expected bytes, cut out of the whole tensor by hand.
-        let expected: Vec<u8> = match label {
-            "[100:200]" => full[100 * row_bytes..200 * row_bytes].to_vec(),
-            _ => (10..14)
-                .flat_map(|row| full[row * row_bytes + 64 * 2..row * row_bytes + 128 * 2].to_vec())
-                .collect(),
-        };
+        let expected = case.cut(&full, columns, info.dtype.bits() / 8);
         ctx.check(
             p,
-            bytes == expected,
+            Some(&bytes) == expected.as_ref(),
             format!("{label} reads exactly the selected elements"),
         )?;
         details.push(json!({
@@ -445,19 +431,28 @@ fn step_slice(ctx: &mut Ctx, p: &mut Printer) -> anyhow::Result<Value> {
             "ranges": ranges.iter().map(|r| [r.start, r.end]).collect::<Vec<_>>(),
         }));
         if label.contains(',') {
-            let values = decode::decode(info.dtype, &bytes[..8])?;
+            let values = decode::decode(info.dtype, bytes.get(..8).unwrap_or_default())?;
             let shown: Vec<String> = values.iter().map(|v| format!("{v:.6}")).collect();
             p.line(format_args!("    first values: {}", shown.join(", ")))?;
         }
     }
     ctx.check(
         p,
-        details.len() == 2 && details[0]["ranges"].as_array().map(Vec::len) == Some(1),
+        details.len() == 2
+            && details
+                .first()
+                .and_then(|d| d["ranges"].as_array())
+                .map(Vec::len)
+                == Some(1),
         "a row range is one contiguous read",
     )?;
     ctx.check(
         p,
-        details[1]["ranges"].as_array().map(Vec::len) == Some(4),
+        details
+            .get(1)
+            .and_then(|d| d["ranges"].as_array())
+            .map(Vec::len)
+            == Some(4),
         "a 4-row column window is 4 reads, one per row",
     )?;
     Ok(json!({ "tensor": name, "slices": details }))
@@ -466,9 +461,7 @@ fn step_slice(ctx: &mut Ctx, p: &mut Printer) -> anyhow::Result<Value> {
 fn step_merge(ctx: &mut Ctx, p: &mut Printer) -> anyhow::Result<Value> {
     let shards = Checkpoint::open(ctx.work.sharded())?;
     let out = ctx.work.merged();
-    if let Some(parent) = out.parent() {
-        std::fs::create_dir_all(parent).with_context(|| format!("{}", parent.display()))?;
-    }
+    tour::create_parent(&out)?;
     p.line(format_args!(
         "  $ safeweights merge {} -o {}",
         ctx.work.sharded().display(),
@@ -506,14 +499,8 @@ fn step_merge(ctx: &mut Ctx, p: &mut Printer) -> anyhow::Result<Value> {
 }
 
 fn step_corrupt(ctx: &mut Ctx, p: &mut Printer) -> anyhow::Result<Value> {
-    let original = std::fs::read(ctx.work.original())?;
-    let dir = ctx.work.corrupt();
-    std::fs::create_dir_all(&dir).with_context(|| format!("{}", dir.display()))?;
     let mut details = Vec::new();
-    for c in CORRUPTIONS {
-        let path = dir.join(c.name);
-        std::fs::write(&path, (c.apply)(&original)?)
-            .with_context(|| format!("{}", path.display()))?;
+    for (c, path) in tour::write_corruptions(&ctx.work)? {
         p.line(format_args!("  {}: {}", c.name, c.what))?;
         let outcome = validate::validate_path(&path, false);
         p.line(format_args!(
@@ -537,20 +524,14 @@ fn step_corrupt(ctx: &mut Ctx, p: &mut Printer) -> anyhow::Result<Value> {
 fn step_scan(ctx: &mut Ctx, p: &mut Printer) -> anyhow::Result<Value> {
     use safeweights_scan::{scan_paths, Policy, ScanOptions, Severity};
 
-    let dir = ctx.work.incoming();
-    std::fs::create_dir_all(&dir).with_context(|| format!("{}", dir.display()))?;
-    // A real PyTorch checkpoint of the sample (the torch zip format, as
-    // `torch.save` writes it), made by converting the safetensors file back.
-    let bin = ctx.work.incoming_bin();
-    safeweights_convert::convert(
-        ctx.work.original(),
-        &bin,
-        &safeweights_convert::ConvertOptions::new().overwrite(true),
-    )?;
-    // And a look-alike whose pickle runs a shell command when loaded, named
-    // like a harmless weights file.
-    let evil = ctx.work.incoming_disguised();
-    hostile::write_disguised_pickle_zip(&evil)?;
+    // A real PyTorch checkpoint of the sample, and a look-alike whose pickle
+    // runs a shell command when loaded, named like a harmless weights file.
+    tour::write_incoming(&ctx.work)?;
+    let (dir, bin, evil) = (
+        ctx.work.incoming(),
+        ctx.work.incoming_bin(),
+        ctx.work.incoming_disguised(),
+    );
     p.line(format_args!(
         "  {}: a PyTorch checkpoint (pickle inside a zip)",
         bin.display()
@@ -621,9 +602,7 @@ fn step_convert(ctx: &mut Ctx, p: &mut Printer) -> anyhow::Result<Value> {
 
     let bin = ctx.work.incoming_bin();
     let out = ctx.work.converted();
-    if let Some(parent) = out.parent() {
-        std::fs::create_dir_all(parent).with_context(|| format!("{}", parent.display()))?;
-    }
+    tour::create_parent(&out)?;
     p.line(format_args!(
         "  $ safeweights convert {} {}",
         bin.display(),
@@ -697,14 +676,10 @@ fn step_load(ctx: &mut Ctx, p: &mut Printer) -> anyhow::Result<Value> {
         )?;
         p.indented(4, |p| super::load::print_report(loaded.report(), p))?;
         // Every byte equals what the plain reader sees.
-        let reader = SafeTensorsFile::open(&path)?;
-        let mut equal = true;
-        for info in reader.header().tensors() {
-            equal &= loaded.get(&info.name) == Some(reader.tensor(&info.name)?.data());
-        }
+        let (equal, tensors) = tour::matches_file(&path, |name| loaded.get(name))?;
         ctx.check(
             p,
-            equal && loaded.report().tensors == reader.header().len(),
+            equal && loaded.report().tensors == tensors,
             format!("{label}: every tensor byte-identical to the file"),
         )?;
         details.push(json!({ "pass": label, "report": loaded.report() }));
