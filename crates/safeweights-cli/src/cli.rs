@@ -174,7 +174,7 @@ pub struct ScanArgs {
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
     /// Output format; `--json` is the same as `--format json`.
-    #[arg(long, value_enum, default_value_t = Format::Human, hide_possible_values = true)]
+    #[arg(long, default_value = "human", value_parser = parse_format)]
     pub format: Format,
     /// Exit 1 when a finding is at or above this severity:
     /// info, low, medium, high, critical.
@@ -356,6 +356,13 @@ impl From<IoBackend> for safeweights_load::IoBackend {
     }
 }
 
+/// `--format`: the value enum's names (and `text`), with the scanner's
+/// message for an unknown one.
+fn parse_format(text: &str) -> Result<Format, String> {
+    Format::from_str(text, false)
+        .map_err(|_| safeweights_scan::UnknownOutputFormat(text.to_owned()).to_string())
+}
+
 fn parse_size(text: &str) -> Result<u64, String> {
     safeweights::sharded::parse_size(text).ok_or_else(|| {
         format!("{text:?} is not a size: use bytes or a number with a unit, e.g. 5GB, 500MB, 2GiB")
@@ -374,5 +381,60 @@ fn parse_prefix(text: &str) -> Result<String, String> {
         Err(format!(
             "{text:?} is not a file name prefix: use a plain name such as `model`, without slashes"
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Command, String> {
+        let argv = std::iter::once("safeweights").chain(args.iter().copied());
+        Cli::try_parse_from(argv)
+            .map(|cli| cli.command)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn enumerated_flags() {
+        let Ok(Command::Load(load)) =
+            parse(&["load", "m", "--io", "direct", "--io-backend", "io-uring"])
+        else {
+            panic!("load does not parse");
+        };
+        assert_eq!((load.io, load.io_backend), (Io::Direct, IoBackend::IoUring));
+        let Ok(Command::Load(load)) = parse(&["load", "m"]) else {
+            panic!("load does not parse");
+        };
+        assert_eq!((load.io, load.io_backend), (Io::Auto, IoBackend::Auto));
+        for (given, format) in [
+            ("human", Format::Human),
+            ("text", Format::Human),
+            ("json", Format::Json),
+            ("sarif", Format::Sarif),
+        ] {
+            let Ok(Command::Scan(scan)) = parse(&["scan", "p", "--format", given]) else {
+                panic!("scan --format {given} does not parse");
+            };
+            assert_eq!(scan.format, format);
+            assert_eq!(scan.color, Color::Auto);
+        }
+        let err = parse(&["scan", "p", "--format", "xml"]).unwrap_err();
+        assert!(
+            err.contains("unknown output format \"xml\": expected human, json or sarif"),
+            "{err}"
+        );
+        let err = parse(&["scan", "p", "--color", "sometimes"]).unwrap_err();
+        assert!(
+            err.contains("[possible values: auto, always, never]"),
+            "{err}"
+        );
+        let err = parse(&["load", "m", "--io-backend", "aio"]).unwrap_err();
+        assert!(
+            err.contains("[possible values: auto, threads, io-uring]"),
+            "{err}"
+        );
     }
 }
