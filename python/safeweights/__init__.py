@@ -10,7 +10,8 @@ The top level mirrors ``safetensors``: :func:`safe_open`, :func:`serialize`,
 
 Beyond ``safetensors``: :func:`convert` (PyTorch / NumPy checkpoints to
 safetensors and back, without executing any code), :func:`scan` (finds model
-files that can run code) and, in ``safeweights.torch``, ``load_checkpoint`` /
+files that can run code), :func:`diff` (compares two checkpoints tensor by
+tensor), :func:`merge` (writes a sharded checkpoint into one file) and, in ``safeweights.torch``, ``load_checkpoint`` /
 ``iter_checkpoint`` (parallel loading of whole, sharded checkpoints).
 """
 
@@ -25,6 +26,8 @@ from ._safeweights import (  # noqa: F401
     __version__,
     convert,
     deserialize,
+    diff,
+    merge,
     serialize,
     scan,
     serialize_file,
@@ -43,7 +46,9 @@ __all__ = [
     "__version__",
     "convert",
     "deserialize",
+    "diff",
     "install_as_safetensors",
+    "merge",
     "safe_open",
     "scan",
     "serialize",

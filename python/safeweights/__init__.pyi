@@ -71,6 +71,32 @@ def convert(
     (`source_format`, `target_format`, `files_written`, `tensors`, `bytes`, `dropped_aliases`,
     `shared_copies`, `non_tensor_leaves`, `verified`, ...). Raises `ConversionError`."""
 
+def diff(
+    a: Union[str, "os.PathLike[str]"],
+    b: Union[str, "os.PathLike[str]"],
+    *,
+    lenient: bool = False,
+) -> Dict[str, Any]:
+    """Compares two checkpoints (files, shard folders or index files) tensor by tensor,
+    streaming the bytes. Returns the CLI's `diff --json` document: `a`, `b`, `equal`,
+    `metadata` (`equal`, `a`, `b`), `only_in_a`, `only_in_b`, `compared`, `identical` and
+    `changed`: dicts with `name`, `change` (`"dtype"`, `"shape"`, `"dtype_and_shape"` or
+    `"values"`), `dtype` and `shape` (A's and B's), and for `"values"`: `differing_values`,
+    `max_abs_diff` and `nonfinite_mismatches` (floats only; NaN equals NaN, -0 equals +0).
+    Raises `SafetensorError` (or `FileNotFoundError`) when a side cannot be read."""
+
+def merge(
+    path: Union[str, "os.PathLike[str]"],
+    output: Union[str, "os.PathLike[str]"],
+    *,
+    overwrite: bool = False,
+    lenient: bool = False,
+) -> Dict[str, Any]:
+    """Writes every tensor of a (sharded) checkpoint into one safetensors file, keeping the
+    first shard's metadata, atomically. Returns `source`, `output`, `shards`, `tensors`,
+    `total_size` and `file_bytes`. Raises `FileExistsError` when `output` exists and not
+    `overwrite`, `IsADirectoryError` when it is a folder."""
+
 class ScanReport:
     """The result of `scan`. Truthy when `exit_code == 0`."""
     @property

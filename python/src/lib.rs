@@ -4,12 +4,13 @@
 //! Modules: [`errors`] (exception classes), [`spec`] (`TensorSpec`),
 //! [`serialize`] (`serialize`, `serialize_file`, `deserialize`), [`file`]
 //! (`_File`, behind `safe_open`), [`index`] (Python indexing → slices),
-//! [`convert`] (`convert`), [`scan`] (`scan`, `ScanReport`), [`load`] (the
+//! [`convert`] (`convert`), [`diff`] (`diff`, `merge`), [`scan`] (`scan`, `ScanReport`), [`load`] (the
 //! parallel loader: `_Plan`, `_Completions`), [`pyjson`] (JSON values → Python).
 
 use pyo3::prelude::*;
 
 mod convert;
+mod diff;
 mod errors;
 mod file;
 mod index;
@@ -44,6 +45,8 @@ fn _safeweights(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<load::Completions>()?;
     m.add_function(wrap_pyfunction!(convert::convert, m)?)?;
     m.add_function(wrap_pyfunction!(scan::scan, m)?)?;
+    m.add_function(wrap_pyfunction!(diff::diff, m)?)?;
+    m.add_function(wrap_pyfunction!(diff::merge, m)?)?;
     m.add_function(wrap_pyfunction!(load::_cuda_status, m)?)?;
     m.add_function(wrap_pyfunction!(load::_cuda_release_pinned, m)?)?;
     m.add_class::<file::File>()?;

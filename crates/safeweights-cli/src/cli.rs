@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::printer::Mode;
 
@@ -174,8 +174,8 @@ pub struct ScanArgs {
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
     /// Output format; `--json` is the same as `--format json`.
-    #[arg(long, default_value = "human")]
-    pub format: safeweights_scan::OutputFormat,
+    #[arg(long, default_value = "human", value_parser = parse_format)]
+    pub format: Format,
     /// Exit 1 when a finding is at or above this severity:
     /// info, low, medium, high, critical.
     #[arg(long, default_value = "medium")]
@@ -194,8 +194,8 @@ pub struct ScanArgs {
     #[arg(long)]
     pub min_severity: Option<safeweights_scan::Severity>,
     /// Colors in human output: auto (when stdout is a terminal), always, never.
-    #[arg(long, default_value = "auto", value_parser = ["auto", "always", "never"])]
-    pub color: String,
+    #[arg(long, value_enum, default_value_t = Color::Auto)]
+    pub color: Color,
     /// Deepest nesting of archives opened (zip in tar in zip...).
     #[arg(long, default_value_t = 8)]
     pub max_depth: usize,
@@ -250,13 +250,13 @@ pub struct LoadArgs {
     pub memory_budget: Option<u64>,
     /// auto (buffered when the file is in the page cache, direct I/O when
     /// not), buffered or direct.
-    #[arg(long, default_value = "auto", value_parser = ["auto", "buffered", "direct"])]
-    pub io: String,
+    #[arg(long, value_enum, default_value_t = Io::Auto)]
+    pub io: Io,
     /// How reads are issued on the CPU: auto (threads, as measured),
     /// threads (pread/preadv) or io-uring (Linux; falls back to threads, and
     /// says why, where a ring cannot be set up).
-    #[arg(long, default_value = "auto", value_parser = ["auto", "threads", "io-uring"])]
-    pub io_backend: String,
+    #[arg(long, value_enum, default_value_t = IoBackend::Auto)]
+    pub io_backend: IoBackend,
     /// Evict the files from the page cache first, to measure a cold load.
     #[arg(long)]
     pub cold: bool,
@@ -278,6 +278,91 @@ pub struct DemoArgs {
     pub dir: Option<PathBuf>,
 }
 
+// The value enums below carry plain comments, not doc comments: clap would
+// print doc comments as a description of each value in `--help`.
+
+/// `scan --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    // One line per finding, then a summary; `text` is accepted too.
+    #[value(alias = "text")]
+    Human,
+    // JSON.
+    Json,
+    // SARIF 2.1.0.
+    Sarif,
+}
+
+impl From<Format> for safeweights_scan::OutputFormat {
+    fn from(format: Format) -> Self {
+        match format {
+            Format::Human => safeweights_scan::OutputFormat::Human,
+            Format::Json => safeweights_scan::OutputFormat::Json,
+            Format::Sarif => safeweights_scan::OutputFormat::Sarif,
+        }
+    }
+}
+
+/// `scan --color`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Color {
+    // When stdout is a terminal and NO_COLOR is not set.
+    Auto,
+    // Always.
+    Always,
+    // Never.
+    Never,
+}
+
+/// `load --io`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Io {
+    // Buffered when the file is in the page cache, direct I/O when not.
+    Auto,
+    // Through the page cache.
+    Buffered,
+    // O_DIRECT.
+    Direct,
+}
+
+impl From<Io> for safeweights_load::IoMode {
+    fn from(io: Io) -> Self {
+        match io {
+            Io::Auto => safeweights_load::IoMode::Auto,
+            Io::Buffered => safeweights_load::IoMode::Buffered,
+            Io::Direct => safeweights_load::IoMode::Direct,
+        }
+    }
+}
+
+/// `load --io-backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum IoBackend {
+    // Threads, as measured.
+    Auto,
+    // pread/preadv on worker threads.
+    Threads,
+    // io_uring (Linux), falling back to threads.
+    IoUring,
+}
+
+impl From<IoBackend> for safeweights_load::IoBackend {
+    fn from(backend: IoBackend) -> Self {
+        match backend {
+            IoBackend::Auto => safeweights_load::IoBackend::Auto,
+            IoBackend::Threads => safeweights_load::IoBackend::Threads,
+            IoBackend::IoUring => safeweights_load::IoBackend::IoUring,
+        }
+    }
+}
+
+/// `--format`: the value enum's names (and `text`), with the scanner's
+/// message for an unknown one.
+fn parse_format(text: &str) -> Result<Format, String> {
+    Format::from_str(text, false)
+        .map_err(|_| safeweights_scan::UnknownOutputFormat(text.to_owned()).to_string())
+}
+
 fn parse_size(text: &str) -> Result<u64, String> {
     safeweights::sharded::parse_size(text).ok_or_else(|| {
         format!("{text:?} is not a size: use bytes or a number with a unit, e.g. 5GB, 500MB, 2GiB")
@@ -296,5 +381,60 @@ fn parse_prefix(text: &str) -> Result<String, String> {
         Err(format!(
             "{text:?} is not a file name prefix: use a plain name such as `model`, without slashes"
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Command, String> {
+        let argv = std::iter::once("safeweights").chain(args.iter().copied());
+        Cli::try_parse_from(argv)
+            .map(|cli| cli.command)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn enumerated_flags() {
+        let Ok(Command::Load(load)) =
+            parse(&["load", "m", "--io", "direct", "--io-backend", "io-uring"])
+        else {
+            panic!("load does not parse");
+        };
+        assert_eq!((load.io, load.io_backend), (Io::Direct, IoBackend::IoUring));
+        let Ok(Command::Load(load)) = parse(&["load", "m"]) else {
+            panic!("load does not parse");
+        };
+        assert_eq!((load.io, load.io_backend), (Io::Auto, IoBackend::Auto));
+        for (given, format) in [
+            ("human", Format::Human),
+            ("text", Format::Human),
+            ("json", Format::Json),
+            ("sarif", Format::Sarif),
+        ] {
+            let Ok(Command::Scan(scan)) = parse(&["scan", "p", "--format", given]) else {
+                panic!("scan --format {given} does not parse");
+            };
+            assert_eq!(scan.format, format);
+            assert_eq!(scan.color, Color::Auto);
+        }
+        let err = parse(&["scan", "p", "--format", "xml"]).unwrap_err();
+        assert!(
+            err.contains("unknown output format \"xml\": expected human, json or sarif"),
+            "{err}"
+        );
+        let err = parse(&["scan", "p", "--color", "sometimes"]).unwrap_err();
+        assert!(
+            err.contains("[possible values: auto, always, never]"),
+            "{err}"
+        );
+        let err = parse(&["load", "m", "--io-backend", "aio"]).unwrap_err();
+        assert!(
+            err.contains("[possible values: auto, threads, io-uring]"),
+            "{err}"
+        );
     }
 }

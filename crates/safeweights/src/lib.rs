@@ -32,9 +32,15 @@
 //! ([`Backend::Pread`]). Every reader sits on a [`Source`], so other byte
 //! sources (memory, remote) plug in.
 //!
+//! ## Summaries, comparing and merging
+//! [`Checkpoint::summary`] counts files, tensors, dtypes and bytes;
+//! [`diff::compare`] compares two checkpoints tensor by tensor, streaming the
+//! bytes; [`sharded::merge`] (or [`Checkpoint::merge_into`]) writes a sharded
+//! checkpoint back into one file, and [`sharded::write_sharded`] splits one.
+//!
 //! ## Crate features
-//! None yet: the crate depends only on `serde_json`, `memchr`, `memmap2`, `libc` and
-//! `thiserror`.
+//! None yet: the crate depends only on `serde` (results serialise as the
+//! CLI's JSON), `serde_json`, `memchr`, `memmap2`, `libc` and `thiserror`.
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
@@ -42,6 +48,7 @@
 mod atomic;
 pub mod decode;
 mod diagnostic;
+pub mod diff;
 mod dtype;
 mod error;
 mod header;
@@ -55,6 +62,7 @@ mod sigbus;
 mod slice;
 #[allow(unsafe_code)]
 pub mod source;
+pub mod summary;
 mod writer;
 
 pub use diagnostic::{Diagnostic, ErrorClass};

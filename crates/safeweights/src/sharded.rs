@@ -744,3 +744,99 @@ pub fn copy_tensor(
     }
     Ok(())
 }
+
+/// Streams every tensor of `src` into one file at `out`, keeping the first
+/// shard's metadata, and returns the size of the file written.
+///
+/// The file is written atomically (a temporary file renamed into place), so
+/// an existing `out` is replaced only once the new file is complete; callers
+/// that must not replace a file check first. The layout is deterministic:
+/// merging the shards of a file written by this crate gives back the same
+/// bytes.
+///
+/// ```
+/// use safeweights::{sharded, write_file, Checkpoint, Dtype, TensorRef};
+///
+/// let dir = tempfile::tempdir()?;
+/// let data = [0u8; 8];
+/// let tensors: Vec<TensorRef> = ["a", "b", "c"]
+///     .iter()
+///     .map(|&name| TensorRef { name, dtype: Dtype::F32, shape: &[2], data: &data })
+///     .collect();
+/// write_file(dir.path().join("one.safetensors"), &tensors, None)?;
+/// let one = Checkpoint::open(dir.path().join("one.safetensors"))?;
+/// sharded::write_sharded(&one, &dir.path().join("shards"), "model", Some(8), None, &mut |_| {})?;
+///
+/// let shards = Checkpoint::open(dir.path().join("shards"))?;
+/// assert_eq!(shards.files().len(), 3);
+/// let out = dir.path().join("merged.safetensors");
+/// let size = sharded::merge(&shards, &out, &mut |_| {})?;
+/// assert_eq!(std::fs::read(&out)?, std::fs::read(dir.path().join("one.safetensors"))?);
+/// assert_eq!(size, std::fs::metadata(&out)?.len());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+/// A read of `src` or a write of `out` that fails.
+pub fn merge(src: &Checkpoint, out: &Path, progress: Progress<'_>) -> Result<u64> {
+    let specs: Vec<TensorSpec> = src
+        .tensors()
+        .map(|(_, t)| TensorSpec::new(t.name.clone(), t.dtype, t.shape.clone()))
+        .collect();
+    let mut writer = StreamingWriter::create(out, specs, src.metadata())?;
+    let file_len = writer.layout().file_len();
+    for (file, info) in src.tensors() {
+        copy_tensor(file, info, &mut writer, progress)?;
+    }
+    writer.finish()?;
+    Ok(file_len)
+}
+
+impl Checkpoint {
+    /// Writes every tensor into one file at `out`: [`merge`].
+    ///
+    /// # Errors
+    /// A read of the checkpoint or a write of `out` that fails.
+    pub fn merge_into(&self, out: &Path, progress: Progress<'_>) -> Result<u64> {
+        merge(self, out, progress)
+    }
+}
+
+/// One safetensors file of a written checkpoint, as [`describe_files`] sees it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ShardFile {
+    /// File name (without its folder).
+    pub file: String,
+    /// Tensors in it.
+    pub tensors: usize,
+    /// Tensor bytes in it (the data buffer).
+    pub bytes: u64,
+    /// File size: 8 + header + data.
+    pub file_bytes: u64,
+}
+
+/// Describes the safetensors files among `paths` (as returned by
+/// [`write_sharded`]; the index is skipped), in order.
+///
+/// # Errors
+/// A file that cannot be opened or is not valid.
+pub fn describe_files(paths: &[PathBuf]) -> Result<Vec<ShardFile>> {
+    let mut rows = Vec::new();
+    for path in paths {
+        if path.extension().is_some_and(|e| e == "json") {
+            continue;
+        }
+        let file = SafeTensorsFile::open(path)?;
+        let h = file.header();
+        rows.push(ShardFile {
+            file: path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| file.name().to_owned()),
+            tensors: h.len(),
+            bytes: h.data_len(),
+            file_bytes: h.data_start() + h.data_len(),
+        });
+    }
+    Ok(rows)
+}

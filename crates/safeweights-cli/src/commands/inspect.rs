@@ -1,165 +1,37 @@
 //! `safeweights inspect PATH`.
 
-use std::collections::BTreeMap;
-
-use safeweights::Checkpoint;
+use safeweights::summary::{Layout, Summary};
 use serde::Serialize;
 
-use super::{file_label, open_checkpoint};
+use super::open_checkpoint;
 use crate::cli::InspectArgs;
 use crate::printer::{grouped, human_bytes, human_count, Align, Printer};
 use crate::Status;
 
-/// The JSON document of `inspect --json` (documented in docs/cli.md).
+/// The JSON document of `inspect --json` (documented in docs/cli.md): the
+/// path as given, then the library's summary.
 #[derive(Debug, Serialize)]
 pub struct Report {
     /// The path as given.
     pub path: String,
-    /// `file` (one .safetensors) or `sharded` (an index, or a folder of files).
-    pub layout: &'static str,
-    /// The `__metadata__` of the (first) file, or null.
-    pub metadata: Option<BTreeMap<String, String>>,
-    /// The index's `metadata` object, or null without an index.
-    pub index_metadata: Option<serde_json::Map<String, serde_json::Value>>,
-    /// Every file of the checkpoint.
-    pub files: Vec<FileRow>,
-    /// Every tensor, file by file, in file order.
-    pub tensors: Vec<TensorRow>,
-    /// Totals per dtype, by dtype name.
-    pub dtypes: Vec<DtypeRow>,
-    /// Totals.
-    pub total: Totals,
-}
-
-/// One file of a checkpoint.
-#[derive(Debug, Serialize)]
-pub struct FileRow {
-    /// File name.
-    pub file: String,
-    /// Header JSON length (the N of the prefix).
-    pub header_bytes: u64,
-    /// Data buffer length.
-    pub data_bytes: u64,
-    /// Whole file length: 8 + header + data.
-    pub file_bytes: u64,
-    /// Number of tensors.
-    pub tensors: usize,
-}
-
-/// One tensor.
-#[derive(Debug, Serialize)]
-pub struct TensorRow {
-    /// Name.
-    pub name: String,
-    /// Dtype name.
-    pub dtype: &'static str,
-    /// Shape.
-    pub shape: Vec<usize>,
-    /// The file holding it (file name).
-    pub file: String,
-    /// Absolute offset of its first byte in the file.
-    pub offset: u64,
-    /// `data_offsets` as in the header (relative to the data buffer).
-    pub data_offsets: [usize; 2],
-    /// Byte size.
-    pub bytes: u64,
-    /// Element count.
-    pub params: u64,
-}
-
-/// Totals for one dtype.
-#[derive(Debug, Serialize)]
-pub struct DtypeRow {
-    /// Dtype name.
-    pub dtype: &'static str,
-    /// Tensors of this dtype.
-    pub count: usize,
-    /// Their bytes.
-    pub bytes: u64,
-    /// Their elements.
-    pub params: u64,
-}
-
-/// Totals of the checkpoint.
-#[derive(Debug, Serialize)]
-pub struct Totals {
-    /// Files.
-    pub files: usize,
-    /// Tensors.
-    pub tensors: usize,
-    /// Elements of every tensor.
-    pub params: u64,
-    /// Tensor bytes.
-    pub bytes: u64,
-    /// Bytes on disk, headers included.
-    pub file_bytes: u64,
+    /// The summary.
+    #[serde(flatten)]
+    pub summary: Summary,
 }
 
 /// Builds the report of an open checkpoint.
-pub fn report(path: &str, ckpt: &Checkpoint) -> Report {
-    let files = ckpt
-        .files()
-        .iter()
-        .map(|f| {
-            let h = f.header();
-            FileRow {
-                file: file_label(f.name()),
-                header_bytes: h.header_len(),
-                data_bytes: h.data_len(),
-                file_bytes: h.data_start() + h.data_len(),
-                tensors: h.len(),
-            }
-        })
-        .collect::<Vec<_>>();
-    let tensors: Vec<TensorRow> = ckpt
-        .tensors()
-        .map(|(f, t)| TensorRow {
-            name: t.name.clone(),
-            dtype: t.dtype.name(),
-            shape: t.shape.clone(),
-            file: file_label(f.name()),
-            offset: f.file_range(t).start,
-            data_offsets: [t.data_offsets.0, t.data_offsets.1],
-            bytes: t.byte_len() as u64,
-            params: t.element_count() as u64,
-        })
-        .collect();
-    let mut by_dtype: BTreeMap<&'static str, DtypeRow> = BTreeMap::new();
-    for t in &tensors {
-        let row = by_dtype.entry(t.dtype).or_insert(DtypeRow {
-            dtype: t.dtype,
-            count: 0,
-            bytes: 0,
-            params: 0,
-        });
-        row.count += 1;
-        row.bytes += t.bytes;
-        row.params += t.params;
-    }
-    let total = Totals {
-        files: files.len(),
-        tensors: tensors.len(),
-        params: tensors.iter().map(|t| t.params).sum(),
-        bytes: tensors.iter().map(|t| t.bytes).sum(),
-        file_bytes: files.iter().map(|f| f.file_bytes).sum(),
-    };
-    let sharded = ckpt.index().is_some() || ckpt.files().len() > 1;
+pub fn report(path: &str, ckpt: &safeweights::Checkpoint) -> Report {
     Report {
         path: path.to_owned(),
-        layout: if sharded { "sharded" } else { "file" },
-        metadata: ckpt.metadata().cloned(),
-        index_metadata: ckpt.index().map(|i| i.metadata.clone()),
-        files,
-        tensors,
-        dtypes: by_dtype.into_values().collect(),
-        total,
+        summary: ckpt.summary(),
     }
 }
 
 /// Prints a report as text.
 pub fn print_human(report: &Report, printer: &mut Printer) -> std::io::Result<()> {
-    let sharded = report.layout == "sharded";
     printer.line(format_args!("path: {}", report.path))?;
+    let report = &report.summary;
+    let sharded = report.layout == Layout::Sharded;
     if sharded {
         printer.line(format_args!(
             "layout: sharded, {} files",
@@ -196,7 +68,11 @@ pub fn print_human(report: &Report, printer: &mut Printer) -> std::io::Result<()
         .tensors
         .iter()
         .map(|t| {
-            let mut row = vec![t.name.clone(), t.dtype.to_owned(), format!("{:?}", t.shape)];
+            let mut row = vec![
+                t.name.clone(),
+                t.dtype.to_string(),
+                format!("{:?}", t.shape),
+            ];
             if sharded {
                 row.push(t.file.clone());
             }
@@ -212,7 +88,7 @@ pub fn print_human(report: &Report, printer: &mut Printer) -> std::io::Result<()
         .iter()
         .map(|d| {
             vec![
-                d.dtype.to_owned(),
+                d.dtype.to_string(),
                 d.count.to_string(),
                 grouped(d.params),
                 grouped(d.bytes),

@@ -4,8 +4,7 @@ use std::path::Path;
 
 use anyhow::Context as _;
 use safeweights_load::{
-    evict_from_page_cache, load_on, Device, IoBackend, IoMode, LoadError, LoadOptions, LoadPlan,
-    LoadReport,
+    evict_from_page_cache, load_on, Device, IoBackend, LoadError, LoadOptions, LoadPlan, LoadReport,
 };
 use serde_json::{json, Value};
 
@@ -20,16 +19,9 @@ pub fn run(args: &LoadArgs, printer: &mut Printer) -> anyhow::Result<Status> {
         .parse()
         .map_err(|e| anyhow::anyhow!("{e}"))
         .with_context(|| format!("--device {}: use cpu, cuda or cuda:N", args.device))?;
-    let mut options = LoadOptions::new().io_mode(match args.io.as_str() {
-        "buffered" => IoMode::Buffered,
-        "direct" => IoMode::Direct,
-        _ => IoMode::Auto,
-    });
-    options = options.io_backend(match args.io_backend.as_str() {
-        "threads" => IoBackend::Threads,
-        "io-uring" => IoBackend::IoUring,
-        _ => IoBackend::Auto,
-    });
+    let mut options = LoadOptions::new()
+        .io_mode(args.io.into())
+        .io_backend(args.io_backend.into());
     if let Some(t) = args.threads {
         options = options.threads(t);
     }

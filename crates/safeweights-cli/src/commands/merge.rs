@@ -1,9 +1,6 @@
 //! `safeweights merge PATH -o FILE`.
 
-use std::path::Path;
-
 use anyhow::bail;
-use safeweights::{sharded, Checkpoint, StreamingWriter, TensorSpec};
 use serde::Serialize;
 
 use super::open_checkpoint;
@@ -29,22 +26,6 @@ pub struct Report {
     pub file_bytes: u64,
 }
 
-/// Streams every tensor of `src` into one file at `out`, keeping the first
-/// shard's metadata. Returns the file size.
-pub fn merge(src: &Checkpoint, out: &Path, progress: &mut dyn FnMut(u64)) -> anyhow::Result<u64> {
-    let specs: Vec<TensorSpec> = src
-        .tensors()
-        .map(|(_, t)| TensorSpec::new(t.name.clone(), t.dtype, t.shape.clone()))
-        .collect();
-    let mut writer = StreamingWriter::create(out, specs, src.metadata())?;
-    let file_len = writer.layout().file_len();
-    for (file, info) in src.tensors() {
-        sharded::copy_tensor(file, info, &mut writer, progress)?;
-    }
-    writer.finish()?;
-    Ok(file_len)
-}
-
 /// `safeweights merge`.
 pub fn run(args: &MergeArgs, printer: &mut Printer) -> anyhow::Result<Status> {
     let src = open_checkpoint(&args.path, args.read.lenient)?;
@@ -62,7 +43,7 @@ pub fn run(args: &MergeArgs, printer: &mut Printer) -> anyhow::Result<Status> {
         );
     }
     let bar = Bar::new(printer.wants_progress(), src.total_size(), "merging");
-    let file_bytes = merge(&src, &args.output, &mut |n| bar.inc(n))?;
+    let file_bytes = src.merge_into(&args.output, &mut |n| bar.inc(n))?;
     bar.finish();
     let report = Report {
         source: args.path.display().to_string(),

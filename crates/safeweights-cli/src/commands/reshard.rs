@@ -3,7 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use safeweights::{sharded, Checkpoint, SafeTensorsFile};
+use safeweights::sharded::{self, ShardFile};
+use safeweights::Checkpoint;
 use serde::Serialize;
 
 use super::{file_label, open_checkpoint};
@@ -22,26 +23,13 @@ pub struct Report {
     /// The limit, in bytes.
     pub max_shard_size: u64,
     /// Each shard written, in order.
-    pub shards: Vec<ShardRow>,
+    pub shards: Vec<ShardFile>,
     /// The index file name, or null when everything fit in one file.
     pub index: Option<String>,
     /// Tensors written.
     pub tensors: usize,
     /// Tensor bytes written.
     pub total_size: u64,
-}
-
-/// One shard written.
-#[derive(Debug, Serialize)]
-pub struct ShardRow {
-    /// File name.
-    pub file: String,
-    /// Tensors in it.
-    pub tensors: usize,
-    /// Tensor bytes in it.
-    pub bytes: u64,
-    /// File size.
-    pub file_bytes: u64,
 }
 
 /// Refuses to write into a folder that already holds a checkpoint.
@@ -69,14 +57,15 @@ pub fn check_output_dir(dir: &Path, force: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reshards `src` into `out` and describes what was written.
+/// Reshards `src` into `out`: the paths written (index last) and a
+/// description of each shard.
 pub fn reshard(
     src: &Checkpoint,
     out: &Path,
     prefix: &str,
     max_shard_size: u64,
     progress: &mut dyn FnMut(u64),
-) -> anyhow::Result<(Vec<PathBuf>, Vec<ShardRow>)> {
+) -> safeweights::Result<(Vec<PathBuf>, Vec<ShardFile>)> {
     let written = sharded::write_sharded(
         src,
         out,
@@ -85,20 +74,7 @@ pub fn reshard(
         src.metadata(),
         progress,
     )?;
-    let mut rows = Vec::new();
-    for path in &written {
-        if path.extension().is_some_and(|e| e == "json") {
-            continue;
-        }
-        let file = SafeTensorsFile::open(path)?;
-        let h = file.header();
-        rows.push(ShardRow {
-            file: file_label(file.name()),
-            tensors: h.len(),
-            bytes: h.data_len(),
-            file_bytes: h.data_start() + h.data_len(),
-        });
-    }
+    let rows = sharded::describe_files(&written)?;
     Ok((written, rows))
 }
 

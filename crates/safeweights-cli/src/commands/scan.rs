@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 
 use safeweights_scan::{HumanOptions, Limits, OutputFormat, ScanOptions};
 
-use crate::cli::ScanArgs;
+use crate::cli::{Color, ScanArgs};
 use crate::printer::Printer;
 use crate::Status;
 
@@ -27,12 +27,12 @@ pub fn run(args: &ScanArgs, printer: &mut Printer) -> anyhow::Result<Status> {
     let format = if printer.is_json() {
         OutputFormat::Json
     } else {
-        args.format
+        args.format.into()
     };
-    let color = match args.color.as_str() {
-        "always" => true,
-        "never" => false,
-        _ => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+    let color = match args.color {
+        Color::Always => true,
+        Color::Never => false,
+        Color::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
     };
     let human = HumanOptions {
         color,
