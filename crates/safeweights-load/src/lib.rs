@@ -41,6 +41,11 @@
 //!
 //! The CUDA destination ([`cuda`]) loads `libcudart` at run time; without a
 //! GPU it reports [`LoadError::CudaUnavailable`].
+//!
+//! Device strings are parsed here and nowhere else: [`Device`] (`cpu`,
+//! `cuda`, `cuda:N`, or `N` for `cuda:N`) for where to load, [`DeviceName`]
+//! for any device kind a framework names (`mps`, `xpu:1`, ...), as the
+//! Python bindings need.
 #![deny(missing_docs)]
 #![cfg(unix)]
 
