@@ -160,7 +160,7 @@ unsafe fn run(
 /// Each destination must be valid for writes of its length, the
 /// destinations pairwise disjoint, and not accessed elsewhere until this
 /// returns (except tensor `i` read inside `on_done(i)`).
-pub(crate) unsafe fn run_cpu(
+unsafe fn run_cpu(
     prep: &Prepared<'_>,
     dests: &[HostDest],
     budget: u64,
