@@ -9,7 +9,7 @@ import os
 import torch
 
 from . import _frameworks
-from ._open import _parse_device
+from ._device import _parse_device
 from ._safeweights import _cuda_status, _Plan
 
 _CUDA = None

@@ -5,6 +5,7 @@ Rust core's, reached through ``safeweights._safeweights._File``."""
 import os
 
 from . import _frameworks
+from ._device import _parse_device
 from ._safeweights import SafetensorError, _File
 
 _FRAMEWORKS = {
@@ -21,39 +22,12 @@ _FRAMEWORKS = {
     "paddle": "paddle",
 }
 
-_DEVICE_TYPES = ("cpu", "cuda", "mps", "npu", "xpu", "xla", "mlu", "musa", "hpu", "meta")
-
 
 def _parse_framework(framework):
     try:
         return _FRAMEWORKS[str(framework).lower()]
     except KeyError:
         raise SafetensorError(f"framework {framework} is invalid") from None
-
-
-def _parse_device(device):
-    """Normalise a device argument to a string like ``"cpu"`` or ``"cuda:1"``."""
-    if device is None:
-        return "cpu"
-    if isinstance(device, bool):
-        raise SafetensorError(f"device {device} is invalid")
-    if isinstance(device, int):
-        if device < 0:
-            raise SafetensorError(f"device {device} is invalid")
-        return f"cuda:{device}"
-    if not isinstance(device, str):
-        # torch.device and the like
-        if type(device).__name__ == "device" and hasattr(device, "type"):
-            return str(device)
-        raise SafetensorError(f"device {device} is invalid")
-    kind, sep, index = device.partition(":")
-    if kind not in _DEVICE_TYPES:
-        raise SafetensorError(f"device {device} is invalid")
-    if sep:
-        if not index.isdigit():
-            raise ValueError("invalid digit found in string")
-        return f"{kind}:{int(index)}"
-    return kind
 
 
 class safe_open:

@@ -48,6 +48,7 @@ fn _safeweights(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(diff::diff, m)?)?;
     m.add_function(wrap_pyfunction!(diff::merge, m)?)?;
     m.add_function(wrap_pyfunction!(load::_cuda_status, m)?)?;
+    m.add_function(wrap_pyfunction!(load::_parse_device, m)?)?;
     m.add_function(wrap_pyfunction!(load::_cuda_release_pinned, m)?)?;
     m.add_class::<file::File>()?;
     m.add_function(wrap_pyfunction!(serialize::serialize, m)?)?;

@@ -10,9 +10,10 @@ use std::sync::{mpsc, Arc, Mutex, OnceLock};
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyInt, PyString};
 use safeweights::{Checkpoint, OpenOptions};
 use safeweights_load::cuda::Cuda;
-use safeweights_load::{LoadOptions, LoadPlan};
+use safeweights_load::{DeviceError, DeviceName, LoadOptions, LoadPlan};
 
 use crate::errors::{load_to_py, plain, to_py, Context};
 
@@ -131,6 +132,39 @@ fn open_files(paths: &[PathBuf]) -> Result<LoadPlan, safeweights::Error> {
         }
     }
     Ok(plan)
+}
+
+/// A `device=` argument (a device string, or an integer meaning CUDA
+/// device N) normalised to a string such as `"cpu"` or `"cuda:1"`, parsed by
+/// [`DeviceName`] with the reference's errors: `SafetensorError("device X
+/// is invalid")` for what is no device, `ValueError` for a bad ordinal.
+/// `None` and `torch.device` objects are handled by `safeweights._device`.
+#[pyfunction]
+pub fn _parse_device(device: &Bound<'_, PyAny>) -> PyResult<String> {
+    let invalid =
+        || -> PyResult<PyErr> { Ok(plain(format!("device {} is invalid", device.str()?))) };
+    if device.is_instance_of::<PyBool>() {
+        return Err(invalid()?);
+    }
+    if device.is_instance_of::<PyInt>() {
+        return match device.extract::<u64>() {
+            Ok(n) => Ok(DeviceName::cuda(n).to_string()),
+            Err(_) => Err(invalid()?),
+        };
+    }
+    let Ok(text) = device.downcast::<PyString>() else {
+        return Err(invalid()?);
+    };
+    match text.to_cow()?.parse::<DeviceName>() {
+        Ok(name) => Ok(name.to_string()),
+        Err(DeviceError::InvalidOrdinal { .. }) => {
+            Err(PyValueError::new_err("invalid digit found in string"))
+        }
+        Err(DeviceError::OrdinalTooLarge { .. }) => Err(PyValueError::new_err(
+            "number too large to fit in target type",
+        )),
+        Err(_) => Err(invalid()?),
+    }
 }
 
 /// The CUDA backend, loaded once per process; the reason when unusable.

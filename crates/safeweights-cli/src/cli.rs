@@ -1,8 +1,10 @@
 //! Command-line definitions (clap derive).
 
 use std::path::PathBuf;
+use std::str::FromStr;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use safeweights_load::Device;
 
 use crate::printer::Mode;
 
@@ -236,9 +238,10 @@ pub struct ConvertArgs {
 pub struct LoadArgs {
     /// A .safetensors file, a folder of shards, or a *.safetensors.index.json.
     pub path: PathBuf,
-    /// Where to: `cpu`, `cuda` or `cuda:N` (CUDA is found at run time).
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    /// Where to: `cpu`, `cuda`, `cuda:N` or `N` (CUDA device N; CUDA is
+    /// found at run time).
+    #[arg(long, default_value = "cpu", value_parser = Device::from_str)]
+    pub device: Device,
     /// Reader threads (default: cores, at least 4, at most 16).
     #[arg(long)]
     pub threads: Option<usize>,

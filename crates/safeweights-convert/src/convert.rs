@@ -10,9 +10,12 @@ use safeweights::{AtomicFile, Metadata, StreamingWriter, TensorSpec};
 use safeweights_pickle::zip::ZipArchive;
 
 use crate::error::{io_err, ConvertError, Result};
-use crate::npy::{self, NpySource};
+use crate::npy;
+use crate::npy_source::NpySource;
 use crate::options::{ConvertOptions, ConvertSummary, Phase};
-use crate::source::{Entry, SafetensorsSource, Source, TorchSource};
+use crate::safetensors_source::SafetensorsSource;
+use crate::source::{Entry, TensorSource};
+use crate::torch_source::TorchSource;
 use crate::torchw::{self, PickleTensor};
 use crate::zipw::ZipWriter;
 
@@ -109,7 +112,7 @@ impl<W: Write> Write for Counting<'_, W> {
 
 /// Compares what is written with tensor `i` of `out`.
 struct Compare<'a> {
-    out: &'a dyn Source,
+    out: &'a dyn TensorSource,
     i: usize,
     pos: u64,
     len: u64,
@@ -163,7 +166,7 @@ fn same_names(entries: &[Entry]) -> Vec<(String, usize)> {
 /// Verifies the safetensors files among `written` against `src` (every
 /// tensor under its own name).
 pub(crate) fn verify_safetensors(
-    src: &dyn Source,
+    src: &dyn TensorSource,
     written: &[PathBuf],
     opts: &ConvertOptions,
 ) -> Result<()> {
@@ -179,8 +182,8 @@ pub(crate) fn verify_safetensors(
 /// Checks that `out` holds exactly the tensors `pairs` (output name, source
 /// index) with the source's dtype, shape and bytes.
 pub(crate) fn verify(
-    src: &dyn Source,
-    out: &dyn Source,
+    src: &dyn TensorSource,
+    out: &dyn TensorSource,
     pairs: &[(String, usize)],
     opts: &ConvertOptions,
 ) -> Result<()> {
@@ -268,7 +271,7 @@ pub(crate) fn verify(
 /// Writes groups of tensors of `src` as safetensors files `names` in `dir`,
 /// with per-file metadata. Paths written are pushed onto `written` as they complete.
 pub(crate) fn write_safetensors(
-    src: &dyn Source,
+    src: &dyn TensorSource,
     dir: &Path,
     names: &[String],
     groups: &[Vec<usize>],
@@ -345,7 +348,7 @@ pub(crate) fn write_index(
 /// Writes a torch zip checkpoint: every entry of `src`, plus `aliases`
 /// (name, entry index) sharing the storage of that entry.
 pub(crate) fn write_torch(
-    src: &dyn Source,
+    src: &dyn TensorSource,
     dst: &Path,
     aliases: &[(String, usize)],
     opts: &ConvertOptions,
@@ -415,7 +418,7 @@ pub(crate) fn write_torch(
 }
 
 /// Writes an `.npz` (stored members `<name>.npy`).
-pub(crate) fn write_npz(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<()> {
+pub(crate) fn write_npz(src: &dyn TensorSource, dst: &Path, opts: &ConvertOptions) -> Result<()> {
     let entries = src.entries();
     let mut headers = Vec::with_capacity(entries.len());
     for (i, e) in entries.iter().enumerate() {
@@ -440,7 +443,7 @@ pub(crate) fn write_npz(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> 
 /// then one per tensor of `src` (`member(i)` gives its name and the bytes
 /// written before the tensor's), then the `tail` members; reports progress.
 fn write_zip<'h>(
-    src: &dyn Source,
+    src: &dyn TensorSource,
     dst: &Path,
     opts: &ConvertOptions,
     head: &[(&str, &[u8])],
@@ -499,7 +502,7 @@ fn remove_all(paths: &[PathBuf]) {
 
 /// An opened source with what the summary needs.
 pub(crate) struct Opened {
-    pub source: Box<dyn Source>,
+    pub source: Box<dyn TensorSource>,
     pub format: &'static str,
     pub metadata: Metadata,
     /// Dropped alias name → index of the kept entry.
@@ -514,7 +517,7 @@ pub(crate) fn open_source(
     let input = detect(path)?;
     let mut metadata = Metadata::new();
     let mut aliases = Vec::new();
-    let (source, format): (Box<dyn Source>, &'static str) = match input {
+    let (source, format): (Box<dyn TensorSource>, &'static str) = match input {
         Input::Torch => {
             let t = TorchSource::open(path, opts.keep_shared)?;
             metadata.insert("format".into(), "pt".into());

@@ -38,8 +38,11 @@ mod convert;
 mod error;
 mod folder;
 mod npy;
+mod npy_source;
 mod options;
+mod safetensors_source;
 mod source;
+mod torch_source;
 mod torchw;
 pub mod zipw;
 

@@ -1,16 +1,19 @@
 //! Loading into host memory: caller buffers, one arena, or owned buffers
-//! streamed as each tensor completes.
+//! streamed as each tensor completes; `run_cpu` runs the workers on threads
+//! (`host_io.rs`) or on rings (`uring.rs`).
 
-use std::sync::mpsc;
+use std::sync::mpsc::{self, Sender};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use crate::engine::{run_cpu, HostDest, Prepared};
+use crate::engine::{panic_message, run_workers, Pool, Prepared};
 use crate::error::LoadError;
-use crate::options::LoadOptions;
+use crate::host_io::{cpu_job, HostDest};
+use crate::options::{IoBackend, LoadOptions};
 use crate::plan::{LoadPlan, PlannedTensor};
 use crate::report::LoadReport;
-use crate::sys::HostBuffer;
+use crate::sys::{self, AlignedBuf, HostBuffer};
+use crate::verify::compare;
 
 /// A tensor that has just been loaded completely.
 #[derive(Debug, Clone, Copy)]
@@ -147,11 +150,88 @@ unsafe fn run(
     };
     // SAFETY: forwarded from this function's contract.
     unsafe { run_cpu(&prep, raw, options.budget_bytes(), &mut on_done)? };
-    Ok(LoadReport::new(
-        "cpu".to_owned(),
-        &prep,
-        start.elapsed().as_secs_f64(),
-    ))
+    Ok(prep.report("cpu".to_owned(), start.elapsed().as_secs_f64()))
+}
+
+/// Runs a CPU load: `dests[i]` receives tensor `i`; `on_done(i)` is called on
+/// the calling thread as each tensor completes.
+///
+/// # Safety
+/// Each destination must be valid for writes of its length, the
+/// destinations pairwise disjoint, and not accessed elsewhere until this
+/// returns (except tensor `i` read inside `on_done(i)`).
+unsafe fn run_cpu(
+    prep: &Prepared<'_>,
+    dests: &[HostDest],
+    budget: u64,
+    on_done: &mut dyn FnMut(usize),
+) -> Result<(), LoadError> {
+    for d in dests {
+        sys::advise_huge_pages(d.ptr, d.len as usize);
+    }
+    let mut rings = setup_rings(prep);
+    let per_thread = if rings.is_empty() { 1 } else { prep.depth };
+    let max_buffers = prep.threads.saturating_mul(per_thread);
+    let bounce: Pool<AlignedBuf> = Pool::new(prep.buffer_count(budget, 1, max_buffers));
+    let bounce = &bounce;
+    run_workers(
+        prep,
+        || {
+            let ring = rings.pop();
+            move |tx: &Sender<usize>| {
+                #[cfg(target_os = "linux")]
+                if let Some(ring) = ring {
+                    // SAFETY: forwarded from this function's contract.
+                    return unsafe { crate::uring::worker(prep, dests, bounce, ring, tx) };
+                }
+                #[cfg(not(target_os = "linux"))]
+                let _ = ring;
+                while let Some(j) = prep.next_job() {
+                    let job = &prep.jobs[j];
+                    // SAFETY: forwarded from this function's contract.
+                    match unsafe { cpu_job(prep, job, dests, bounce) } {
+                        Ok(()) => prep.finish_job(job, tx),
+                        Err(e) => prep.fail(e),
+                    }
+                }
+            }
+        },
+        &|| bounce.close(),
+        on_done,
+    )
+}
+
+/// The rings of an io_uring load (one per thread), or none for threads; the
+/// backend used is recorded in `prep` for the report.
+#[cfg(target_os = "linux")]
+fn setup_rings(prep: &Prepared<'_>) -> Vec<io_uring::IoUring> {
+    // Auto: threads, by measurement (bench/README.md).
+    if prep.backend_wanted != IoBackend::IoUring {
+        prep.set_backend(IoBackend::Threads, None);
+        return Vec::new();
+    }
+    match crate::uring::rings(prep.threads, prep.depth) {
+        Ok(rings) => {
+            prep.set_backend(IoBackend::IoUring, None);
+            rings
+        }
+        Err(e) => {
+            prep.set_backend(
+                IoBackend::Threads,
+                Some(format!("io_uring unavailable ({e}); threads")),
+            );
+            Vec::new()
+        }
+    }
+}
+
+/// No io_uring off Linux: threads, saying so when io_uring was asked for.
+#[cfg(not(target_os = "linux"))]
+fn setup_rings(prep: &Prepared<'_>) -> Vec<std::convert::Infallible> {
+    let why = (prep.backend_wanted == IoBackend::IoUring)
+        .then(|| "io_uring is Linux-only; threads".to_owned());
+    prep.set_backend(IoBackend::Threads, why);
+    Vec::new()
 }
 
 /// Tensors loaded into one page-aligned host arena.
@@ -190,7 +270,7 @@ impl HostTensors {
     /// it with what was loaded: the first difference is a
     /// [`LoadError::Mismatch`].
     pub fn verify(&self) -> Result<(), LoadError> {
-        (0..self.plan.len()).try_for_each(|i| crate::quick::compare(&self.plan, i, self.data(i)))
+        (0..self.plan.len()).try_for_each(|i| compare(&self.plan, i, self.data(i)))
     }
 }
 
@@ -334,7 +414,7 @@ impl Iterator for TensorStream {
                     .handle
                     .take()
                     .and_then(|h| h.join().err())
-                    .map(crate::engine::panic_message)
+                    .map(panic_message)
                     .unwrap_or_else(|| "loader thread ended".to_owned());
                 Some(Err(LoadError::Panic(panic)))
             }

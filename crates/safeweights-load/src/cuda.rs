@@ -32,6 +32,7 @@ use crate::error::LoadError;
 use crate::options::LoadOptions;
 use crate::plan::LoadPlan;
 use crate::report::LoadReport;
+use crate::verify::compare;
 use std::sync::mpsc::Sender;
 
 type Stream = *mut c_void;
@@ -379,8 +380,7 @@ impl DeviceTensors {
     /// bytes read again from its file (one tensor at a time): the first
     /// difference is a [`LoadError::Mismatch`].
     pub fn verify(&self) -> Result<(), LoadError> {
-        (0..self.plan.len())
-            .try_for_each(|i| crate::quick::compare(&self.plan, i, &self.to_host(i)?))
+        (0..self.plan.len()).try_for_each(|i| compare(&self.plan, i, &self.to_host(i)?))
     }
     /// Copies tensor `i` back to the host (for checks).
     pub fn to_host(&self, i: usize) -> Result<Vec<u8>, LoadError> {
@@ -470,11 +470,7 @@ pub unsafe fn load_to_device_pointers(
         options.budget_bytes(),
         &mut on_tensor,
     )?;
-    Ok(LoadReport::new(
-        format!("cuda:{device}"),
-        &prep,
-        start.elapsed().as_secs_f64(),
-    ))
+    Ok(prep.report(format!("cuda:{device}"), start.elapsed().as_secs_f64()))
 }
 
 /// A pinned staging buffer, its event, and the pieces whose copies the

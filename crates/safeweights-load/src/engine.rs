@@ -1,6 +1,8 @@
 //! The parallel read engine shared by the CPU and CUDA destinations: opening
-//! files, choosing buffered or direct reads per chunk, reading a job, and the
-//! bookkeeping of which tensors are complete.
+//! files, choosing buffered or direct reads per chunk, reading a job, the
+//! bookkeeping of which tensors are complete, buffer pools and the worker
+//! runtime ([`run_workers`]). It knows no destination: host memory is
+//! `host_io.rs` (and `uring.rs`), CUDA is `cuda.rs`.
 
 use std::fs::File;
 use std::io;
@@ -11,8 +13,8 @@ use std::sync::{Condvar, Mutex};
 use crate::error::LoadError;
 use crate::options::{IoBackend, IoMode, LoadOptions};
 use crate::plan::{build_jobs, Job, LoadPlan, Piece};
-use crate::report::{FileMode, FileReport};
-use crate::sys::{self, AlignedBuf, Span, DIRECT_ALIGN, MAX_IOV};
+use crate::report::{FileMode, FileReport, LoadReport};
+use crate::sys::{self, DIRECT_ALIGN, MAX_IOV};
 
 /// Per file: descriptors and counters.
 pub(crate) struct FileIo {
@@ -304,7 +306,8 @@ impl<'p> Prepared<'p> {
             .clone()
     }
 
-    fn set_backend(&self, used: IoBackend, why: Option<String>) {
+    /// Records the backend used and, when it is not the one asked for, why.
+    pub fn set_backend(&self, used: IoBackend, why: Option<String>) {
         *self.backend.lock().unwrap_or_else(|p| p.into_inner()) = (used, why);
     }
 
@@ -314,11 +317,34 @@ impl<'p> Prepared<'p> {
     }
 
     /// Counts the job's pieces done and sends each tensor that becomes complete.
-    pub fn finish_job(&self, job: &Job, done: &std::sync::mpsc::Sender<usize>) {
+    pub fn finish_job(&self, job: &Job, done: &Sender<usize>) {
         for p in self.job_pieces(job) {
             if self.finish_piece(p) {
                 let _ = done.send(p.tensor as usize);
             }
+        }
+    }
+
+    /// The report of this load onto `device` (`cpu` or `cuda:N`), which took `seconds`.
+    pub fn report(&self, device: String, seconds: f64) -> LoadReport {
+        let bytes = self.plan.total_bytes();
+        let (io_backend, io_backend_fallback) = self.backend_used();
+        LoadReport {
+            device,
+            tensors: self.plan.len(),
+            bytes,
+            seconds,
+            gb_per_s: if seconds > 0.0 {
+                bytes as f64 / seconds / 1e9
+            } else {
+                0.0
+            },
+            threads: self.threads,
+            chunk_size: self.chunk,
+            reads: self.jobs.len(),
+            files: self.file_reports(),
+            io_backend,
+            io_backend_fallback,
         }
     }
 
@@ -451,67 +477,6 @@ impl<B> Pool<B> {
     }
 }
 
-/// A tensor's destination in host memory, shared across workers.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct HostDest {
-    pub ptr: *mut u8,
-    pub len: u64,
-}
-
-// SAFETY: workers write only the disjoint byte ranges of distinct pieces; the
-// destinations themselves are checked disjoint when built.
-unsafe impl Send for HostDest {}
-// SAFETY: as above.
-unsafe impl Sync for HostDest {}
-
-/// Runs a CPU load: `dests[i]` receives tensor `i`; `on_done(i)` is called on
-/// the calling thread as each tensor completes.
-///
-/// # Safety
-/// Each destination must be valid for writes of its length, the
-/// destinations pairwise disjoint, and not accessed elsewhere until this
-/// returns (except tensor `i` read inside `on_done(i)`).
-pub(crate) unsafe fn run_cpu(
-    prep: &Prepared<'_>,
-    dests: &[HostDest],
-    budget: u64,
-    on_done: &mut dyn FnMut(usize),
-) -> Result<(), LoadError> {
-    for d in dests {
-        sys::advise_huge_pages(d.ptr, d.len as usize);
-    }
-    let mut rings = setup_rings(prep);
-    let per_thread = if rings.is_empty() { 1 } else { prep.depth };
-    let max_buffers = prep.threads.saturating_mul(per_thread);
-    let bounce: Pool<AlignedBuf> = Pool::new(prep.buffer_count(budget, 1, max_buffers));
-    let bounce = &bounce;
-    run_workers(
-        prep,
-        || {
-            let ring = rings.pop();
-            move |tx: &Sender<usize>| {
-                #[cfg(target_os = "linux")]
-                if let Some(ring) = ring {
-                    // SAFETY: forwarded from this function's contract.
-                    return unsafe { crate::uring::worker(prep, dests, bounce, ring, tx) };
-                }
-                #[cfg(not(target_os = "linux"))]
-                let _ = ring;
-                while let Some(j) = prep.next_job() {
-                    let job = &prep.jobs[j];
-                    // SAFETY: forwarded from this function's contract.
-                    match unsafe { cpu_job(prep, job, dests, bounce) } {
-                        Ok(()) => prep.finish_job(job, tx),
-                        Err(e) => prep.fail(e),
-                    }
-                }
-            }
-        },
-        &|| bounce.close(),
-        on_done,
-    )
-}
-
 /// Reports the plan's empty tensors (complete with no read), then runs
 /// `prep.threads` workers, each made by `make` on this thread, then run
 /// with a sender of completed tensor indices, which reach `on_done` here as
@@ -566,131 +531,9 @@ where
     }
 }
 
-/// The rings of an io_uring load (one per thread), or none for threads; the
-/// backend used is recorded in `prep` for the report.
-#[cfg(target_os = "linux")]
-fn setup_rings(prep: &Prepared<'_>) -> Vec<io_uring::IoUring> {
-    // Auto: threads, by measurement (bench/README.md).
-    if prep.backend_wanted != IoBackend::IoUring {
-        prep.set_backend(IoBackend::Threads, None);
-        return Vec::new();
-    }
-    match crate::uring::rings(prep.threads, prep.depth) {
-        Ok(rings) => {
-            prep.set_backend(IoBackend::IoUring, None);
-            rings
-        }
-        Err(e) => {
-            prep.set_backend(
-                IoBackend::Threads,
-                Some(format!("io_uring unavailable ({e}); threads")),
-            );
-            Vec::new()
-        }
-    }
-}
-
-/// No io_uring off Linux: threads, saying so when io_uring was asked for.
-#[cfg(not(target_os = "linux"))]
-fn setup_rings(prep: &Prepared<'_>) -> Vec<std::convert::Infallible> {
-    let why = (prep.backend_wanted == IoBackend::IoUring)
-        .then(|| "io_uring is Linux-only; threads".to_owned());
-    prep.set_backend(IoBackend::Threads, why);
-    Vec::new()
-}
-
 pub(crate) fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
     p.downcast_ref::<&str>()
         .map(|s| s.to_string())
         .or_else(|| p.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "unknown panic".to_owned())
-}
-
-/// Spans of the job's destinations, merged where contiguous.
-pub(crate) fn spans(prep: &Prepared<'_>, job: &Job, dests: &[HostDest]) -> Vec<Span> {
-    let mut out: Vec<Span> = Vec::new();
-    for p in prep.job_pieces(job) {
-        // SAFETY-relevant arithmetic only: `dst_off + len <= dest.len` by plan
-        // construction, checked against the destination length on entry.
-        let ptr = dests[p.tensor as usize]
-            .ptr
-            .wrapping_add(p.dst_off as usize);
-        match out.last_mut() {
-            Some(last) if last.ptr.wrapping_add(last.len) == ptr => last.len += p.len as usize,
-            _ => out.push(Span {
-                ptr,
-                len: p.len as usize,
-            }),
-        }
-    }
-    out
-}
-
-/// Copies a job's pieces out of `src`, where `job.start` lies at `lead`.
-///
-/// # Safety
-/// As [`run_cpu`]; the job's pieces are written by this call only, and `src`
-/// holds `lead + (job.end - job.start)` bytes.
-pub(crate) unsafe fn copy_out(
-    prep: &Prepared<'_>,
-    job: &Job,
-    dests: &[HostDest],
-    src: &[u8],
-    lead: usize,
-) {
-    for p in prep.job_pieces(job) {
-        let from = lead + (p.file_off - job.start) as usize;
-        let d = dests[p.tensor as usize];
-        // SAFETY: `p.dst_off + p.len <= d.len` by plan construction; the
-        // range is this piece's, written by no one else; `src` holds it
-        // (the slice index panics otherwise, before any write).
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                src[from..from + p.len as usize].as_ptr(),
-                d.ptr.add(p.dst_off as usize),
-                p.len as usize,
-            )
-        };
-    }
-}
-
-/// Reads one job into the host destinations.
-///
-/// # Safety
-/// As [`run_cpu`]; the job's pieces are written by this call only.
-pub(crate) unsafe fn cpu_job(
-    prep: &Prepared<'_>,
-    job: &Job,
-    dests: &[HostDest],
-    bounce: &Pool<AlignedBuf>,
-) -> Result<(), LoadError> {
-    let mode = prep.job_mode(job);
-    if mode == JobMode::Buffered {
-        let file = prep.files[job.file].buffered.as_ref().expect("descriptor");
-        let spans = spans(prep, job, dests);
-        // SAFETY: the spans are this job's pieces of the caller's disjoint,
-        // writable destinations; no other worker writes them.
-        return match unsafe { sys::preadv_all(file, job.start, &spans) } {
-            Ok(()) => {
-                prep.count(job, mode);
-                Ok(())
-            }
-            Err((done, e)) => Err(prep.read_error(job, job.start + done, e)),
-        };
-    }
-    let chunk = prep.chunk as usize;
-    let mut buf = bounce.get(|| {
-        AlignedBuf::new(chunk).ok_or(LoadError::Alloc {
-            bytes: chunk as u64,
-            what: "direct-I/O bounce buffer",
-        })
-    })?;
-    let result = prep.read_contiguous(job, buf.as_mut_slice());
-    if let Ok((used, lead)) = result {
-        // SAFETY: forwarded; `read_contiguous` put the job at `lead` in `buf`.
-        unsafe { copy_out(prep, job, dests, buf.as_mut_slice(), lead) };
-        prep.count(job, used);
-    }
-    bounce.put(buf);
-    result.map(|_| ())
 }

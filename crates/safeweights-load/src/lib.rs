@@ -41,13 +41,20 @@
 //!
 //! The CUDA destination ([`cuda`]) loads `libcudart` at run time; without a
 //! GPU it reports [`LoadError::CudaUnavailable`].
+//!
+//! Device strings are parsed here and nowhere else: [`Device`] (`cpu`,
+//! `cuda`, `cuda:N`, or `N` for `cuda:N`) for where to load, [`DeviceName`]
+//! for any device kind a framework names (`mps`, `xpu:1`, ...), as the
+//! Python bindings need.
 #![deny(missing_docs)]
 #![cfg(unix)]
 
 mod cpu;
 pub mod cuda;
+mod device;
 mod engine;
 mod error;
+mod host_io;
 mod options;
 mod plan;
 mod quick;
@@ -55,14 +62,16 @@ mod report;
 mod sys;
 #[cfg(target_os = "linux")]
 mod uring;
+mod verify;
 
 pub use cpu::{
     load_into, load_into_arena, load_into_with, load_to_host, stream, HostTensors, Loaded,
     StreamedTensor, TensorStream,
 };
+pub use device::{Device, DeviceError, DeviceName, DEVICE_KINDS};
 pub use error::LoadError;
 pub use options::{IoBackend, IoMode, LoadOptions};
 pub use plan::{LoadPlan, PlanFile, PlannedTensor};
-pub use quick::{load_on, load_path, load_path_verified, Device};
+pub use quick::{load_on, load_path, load_path_verified};
 pub use report::{FileMode, FileReport, LoadReport};
 pub use sys::{evict_from_page_cache, page_residency, page_size, HostBuffer};

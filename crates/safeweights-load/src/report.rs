@@ -67,27 +67,3 @@ pub struct LoadReport {
 fn threads() -> IoBackend {
     IoBackend::Threads
 }
-
-impl LoadReport {
-    pub(crate) fn new(device: String, prep: &crate::engine::Prepared<'_>, seconds: f64) -> Self {
-        let bytes = prep.plan.total_bytes();
-        let (io_backend, io_backend_fallback) = prep.backend_used();
-        LoadReport {
-            device,
-            tensors: prep.plan.len(),
-            bytes,
-            seconds,
-            gb_per_s: if seconds > 0.0 {
-                bytes as f64 / seconds / 1e9
-            } else {
-                0.0
-            },
-            threads: prep.threads,
-            chunk_size: prep.chunk,
-            reads: prep.jobs.len(),
-            files: prep.file_reports(),
-            io_backend,
-            io_backend_fallback,
-        }
-    }
-}

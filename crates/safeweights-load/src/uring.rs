@@ -12,8 +12,9 @@ use std::sync::mpsc::Sender;
 
 use io_uring::{opcode, types, IoUring};
 
-use crate::engine::{copy_out, cpu_job, eof, spans, HostDest, JobMode, Pool, Prepared};
+use crate::engine::{eof, JobMode, Pool, Prepared};
 use crate::error::LoadError;
+use crate::host_io::{copy_out, cpu_job, spans, HostDest};
 use crate::sys::{AlignedBuf, DIRECT_ALIGN, MAX_IOV};
 
 /// Largest single `READ` (aligned; Linux caps one read just under 2 GiB).
@@ -106,7 +107,7 @@ struct Worker<'a, 'p> {
 /// Runs jobs on `ring` until none are left or the load has failed.
 ///
 /// # Safety
-/// As `run_cpu`: each destination valid for writes of its length, pairwise
+/// As `run_cpu` (in `cpu.rs`): each destination valid for writes of its length, pairwise
 /// disjoint, not otherwise accessed until the load returns.
 pub(crate) unsafe fn worker(
     prep: &Prepared<'_>,

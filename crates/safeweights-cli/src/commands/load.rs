@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::Context as _;
 use safeweights_load::{
-    evict_from_page_cache, load_on, Device, IoBackend, LoadError, LoadOptions, LoadPlan, LoadReport,
+    evict_from_page_cache, load_on, IoBackend, LoadError, LoadOptions, LoadPlan, LoadReport,
 };
 use serde_json::{json, Value};
 
@@ -14,11 +14,7 @@ use crate::Status;
 
 /// Loads the checkpoint and prints the engine's report.
 pub fn run(args: &LoadArgs, printer: &mut Printer) -> anyhow::Result<Status> {
-    let device: Device = args
-        .device
-        .parse()
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .with_context(|| format!("--device {}: use cpu, cuda or cuda:N", args.device))?;
+    let device = args.device;
     let mut options = LoadOptions::new()
         .io_mode(args.io.into())
         .io_backend(args.io_backend.into());
