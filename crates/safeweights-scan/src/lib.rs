@@ -36,6 +36,7 @@ mod render;
 mod report;
 mod rules;
 mod scanner;
+mod severity;
 mod tar;
 
 use std::io::{self, Write};
@@ -47,10 +48,10 @@ pub use render::{
     write_sarif, HumanOptions, OutputFormat, UnknownOutputFormat,
 };
 pub use report::{
-    exit_code, Counts, Finding, Format, Report, ScanError, ScannedFile, Severity, Summary,
-    UnknownSeverity, SCHEMA_VERSION,
+    exit_code, Counts, Finding, Format, Report, ScanError, ScannedFile, Summary, SCHEMA_VERSION,
 };
-pub use rules::{rule, Rule, RULES};
+pub use rules::{rule, Rule, RuleId, UnknownRuleId, RULES};
+pub use severity::{Severity, UnknownSeverity};
 
 /// Scans bytes held in memory; `name` stands for the file in the report.
 pub fn scan_bytes(name: &str, data: &[u8], opts: &ScanOptions) -> Report {
