@@ -185,6 +185,61 @@ fn onnx_symlink_escape_on_disk() {
     assert!(scan_file(&p, &ScanOptions::new()).findings.is_empty());
 }
 
+/// Folders are walked depth first in name order; `.git` is not entered,
+/// symlinks are not followed (one to a file is scanned, one to a folder is not).
+#[test]
+fn folders_are_walked_in_name_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    for d in ["b", "b/c", ".git", "a.d"] {
+        std::fs::create_dir(root.join(d)).unwrap();
+    }
+    for f in [
+        "z.txt",
+        "b/c/y.txt",
+        "b/a.txt",
+        ".git/config",
+        "a.d/x.txt",
+        "B.txt",
+    ] {
+        std::fs::write(root.join(f), b"plain text").unwrap();
+    }
+    std::os::unix::fs::symlink(root.join("z.txt"), root.join("link-to-file")).unwrap();
+    std::os::unix::fs::symlink(root.join("b"), root.join("link-to-dir")).unwrap();
+    std::os::unix::fs::symlink(root.join("missing"), root.join("link-broken")).unwrap();
+    let r = scan_paths(&[root], &ScanOptions::new());
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    let files: Vec<String> = r
+        .files
+        .iter()
+        .map(|f| {
+            let rel = std::path::Path::new(&f.file).strip_prefix(root).unwrap();
+            rel.display().to_string()
+        })
+        .collect();
+    assert_eq!(
+        files,
+        [
+            "B.txt",
+            "a.d/x.txt",
+            "b/a.txt",
+            "b/c/y.txt",
+            "link-to-file",
+            "z.txt"
+        ]
+    );
+    assert_eq!(r.summary.files, 6);
+    // a folder that cannot be read is an error that names it
+    let r = scan_paths(&[root.join("nope")], &ScanOptions::new());
+    assert_eq!(r.errors.len(), 1);
+    assert_eq!(r.errors[0].file, root.join("nope").display().to_string());
+    assert!(
+        r.errors[0].message.contains("No such file"),
+        "{:?}",
+        r.errors
+    );
+}
+
 #[test]
 fn exit_codes() {
     let r = scan_bytes("x", &p4_call("os", "system", "id"), &ScanOptions::new());
