@@ -86,42 +86,58 @@ fn is_pickle_name(name: &str) -> bool {
         .any(|e| lower.ends_with(e))
 }
 
-/// Lists the files to copy (relative paths) and those skipped.
+/// Lists the files to copy (relative paths) and those skipped: the folder is
+/// walked depth first in name order, symlinks followed, `.git` not entered,
+/// at most [`MAX_DEPTH`] folders deep.
 fn other_files(
     src: &Path,
-    rel: &Path,
     weights: &BTreeSet<String>,
-    depth: usize,
     copy: &mut Vec<PathBuf>,
     skipped: &mut Vec<SkippedFile>,
 ) -> Result<()> {
-    let dir = src.join(rel);
-    if depth > MAX_DEPTH {
-        return Err(folder_err(
-            src,
-            format!("{} is nested too deeply", dir.display()),
-        ));
-    }
-    let mut items: Vec<_> = std::fs::read_dir(&dir)
-        .map_err(io_err(&dir))?
-        .collect::<std::io::Result<Vec<_>>>()
-        .map_err(io_err(&dir))?;
-    items.sort_by_key(|e| e.file_name());
-    for item in items {
+    let mut walk = walkdir::WalkDir::new(src)
+        .min_depth(1)
+        .follow_links(true)
+        .sort_by_file_name()
+        .into_iter();
+    while let Some(item) = walk.next() {
+        let item = match item {
+            Ok(item) => item,
+            Err(e) => {
+                let path = e.path().unwrap_or(src).to_path_buf();
+                if e.loop_ancestor().is_some() {
+                    // a symlink loop: as deep as one goes
+                    return Err(folder_err(
+                        src,
+                        format!("{} is nested too deeply", path.display()),
+                    ));
+                }
+                let io = e
+                    .into_io_error()
+                    .unwrap_or_else(|| std::io::Error::other("cannot walk the folder"));
+                return Err(io_err(path)(io));
+            }
+        };
         let name = item.file_name().to_string_lossy().into_owned();
-        let r = rel.join(&name);
-        let path = src.join(&r);
-        let meta = std::fs::metadata(&path).map_err(io_err(&path))?;
-        let top = depth == 0;
-        if meta.is_dir() {
+        let path = item.path().to_path_buf();
+        let Ok(r) = path.strip_prefix(src).map(Path::to_path_buf) else {
+            continue; // every entry lies under src
+        };
+        let top = item.depth() == 1;
+        let kind = item.file_type();
+        if kind.is_dir() {
             if name == ".git" {
+                walk.skip_current_dir();
                 skipped.push(SkippedFile {
                     path,
                     reason: "version control folder".into(),
                 });
-                continue;
+            } else if item.depth() > MAX_DEPTH {
+                return Err(folder_err(
+                    src,
+                    format!("{} is nested too deeply", path.display()),
+                ));
             }
-            other_files(src, &r, weights, depth + 1, copy, skipped)?;
         } else if top && (weights.contains(&name) || name == BIN_INDEX) {
             continue; // converted
         } else if top && is_output_name(&name) {
@@ -134,7 +150,7 @@ fn other_files(
                 path,
                 reason: "pickle file (may hold code): not copied; convert it on its own".into(),
             });
-        } else if meta.is_file() {
+        } else if kind.is_file() {
             copy.push(r);
         } else {
             skipped.push(SkippedFile {
@@ -297,14 +313,7 @@ pub(crate) fn convert_folder(
     // copy the other files
     let weights: BTreeSet<String> = files.iter().cloned().collect();
     let mut copy = Vec::new();
-    other_files(
-        src,
-        Path::new(""),
-        &weights,
-        0,
-        &mut copy,
-        &mut summary.files_skipped,
-    )?;
+    other_files(src, &weights, &mut copy, &mut summary.files_skipped)?;
     let copy_total = copy.len() as u64;
     for (k, rel) in copy.iter().enumerate() {
         let from = src.join(rel);
@@ -347,4 +356,100 @@ pub(crate) fn convert_folder(
     summary.files_copied = copy.iter().map(|r| dst.join(r)).collect();
     summary.verified = true;
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Files to copy, and skipped files with their reasons.
+    type Listing = (Vec<PathBuf>, Vec<(PathBuf, String)>);
+
+    fn list(src: &Path, weights: &[&str]) -> Result<Listing> {
+        let weights = weights.iter().map(|w| w.to_string()).collect();
+        let (mut copy, mut skipped) = (Vec::new(), Vec::new());
+        other_files(src, &weights, &mut copy, &mut skipped)?;
+        let skipped = skipped
+            .into_iter()
+            .map(|s| (s.path.strip_prefix(src).unwrap().to_path_buf(), s.reason))
+            .collect();
+        Ok((copy, skipped))
+    }
+
+    #[test]
+    fn other_files_in_name_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path();
+        for d in ["sub", "sub/deep", ".git", "Z"] {
+            std::fs::create_dir(src.join(d)).unwrap();
+        }
+        for f in [
+            "pytorch_model.bin",
+            BIN_INDEX,
+            "model.safetensors",
+            "config.json",
+            "sub/model.safetensors",
+            "sub/deep/x.txt",
+            "sub/extra.pt",
+            ".git/HEAD",
+            "Z/a",
+            ".gitattributes",
+        ] {
+            std::fs::write(src.join(f), b"x").unwrap();
+        }
+        std::os::unix::fs::symlink(src.join("sub"), src.join("linked")).unwrap();
+        let (copy, skipped) = list(src, &["pytorch_model.bin"]).unwrap();
+        let copy: Vec<&str> = copy.iter().map(|p| p.to_str().unwrap()).collect();
+        assert_eq!(
+            copy,
+            [
+                ".gitattributes",
+                "Z/a",
+                "config.json",
+                "linked/deep/x.txt",
+                "linked/model.safetensors",
+                "sub/deep/x.txt",
+                "sub/model.safetensors"
+            ]
+        );
+        let skipped: Vec<(&str, &str)> = skipped
+            .iter()
+            .map(|(p, r)| (p.to_str().unwrap(), &r[..10]))
+            .collect();
+        assert_eq!(
+            skipped,
+            [
+                (".git", "version co"),
+                ("linked/extra.pt", "pickle fil"),
+                ("model.safetensors", "replaced b"),
+                ("sub/extra.pt", "pickle fil"),
+            ]
+        );
+    }
+
+    #[test]
+    fn other_files_refuse_deep_folders_and_loops() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path();
+        let deep: PathBuf = (0..MAX_DEPTH).map(|i| format!("d{i}")).collect();
+        std::fs::create_dir_all(src.join(&deep)).unwrap();
+        std::fs::write(src.join(&deep).join("f"), b"x").unwrap();
+        let (copy, _) = list(src, &[]).unwrap();
+        assert_eq!(copy, [deep.join("f")]);
+        std::fs::create_dir(src.join(&deep).join("one-more")).unwrap();
+        let err = list(src, &[]).unwrap_err().to_string();
+        assert!(err.contains("one-more is nested too deeply"), "{err}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path();
+        std::fs::create_dir(src.join("a")).unwrap();
+        std::os::unix::fs::symlink(src.join("a"), src.join("a/loop")).unwrap();
+        let err = list(src, &[]).unwrap_err().to_string();
+        assert!(err.contains("is nested too deeply"), "{err}");
+        // a broken link is an I/O error that names it
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(dir.path().join("missing"), dir.path().join("broken")).unwrap();
+        let err = list(dir.path(), &[]).unwrap_err().to_string();
+        assert!(err.contains("broken"), "{err}");
+    }
 }

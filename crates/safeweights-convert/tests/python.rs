@@ -252,25 +252,19 @@ fn refused_tensor_kinds() {
 }
 
 fn hash_tree(dir: &Path) -> u64 {
-    fn walk(dir: &Path, base: &Path, h: &mut DefaultHasher) {
-        let mut items: Vec<_> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        items.sort();
-        for p in items {
-            p.strip_prefix(base).unwrap().hash(h);
-            let m = std::fs::metadata(&p).unwrap();
-            if m.is_dir() {
-                walk(&p, base, h);
-            } else {
-                std::fs::read(&p).unwrap().hash(h);
-                m.modified().unwrap().hash(h);
-            }
+    let mut h = DefaultHasher::new();
+    let walk = walkdir::WalkDir::new(dir)
+        .min_depth(1)
+        .follow_links(true)
+        .sort_by_file_name();
+    for e in walk {
+        let e = e.unwrap();
+        e.path().strip_prefix(dir).unwrap().hash(&mut h);
+        if !e.file_type().is_dir() {
+            std::fs::read(e.path()).unwrap().hash(&mut h);
+            e.metadata().unwrap().modified().unwrap().hash(&mut h);
         }
     }
-    let mut h = DefaultHasher::new();
-    walk(dir, dir, &mut h);
     h.finish()
 }
 

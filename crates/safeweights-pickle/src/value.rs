@@ -299,47 +299,128 @@ pub enum Global {
     BuiltinByteArray,
 }
 
+/// The allow-list: every `(module, name)` a pickle may import by name, and the
+/// [`Global`] it resolves to. Typed storage classes are listed apart
+/// ([`TYPED_STORAGE_CLASSES`] under each of [`STORAGE_MODULES`]).
+const ALLOWED: &[(&str, &str, Global)] = &[
+    (
+        "torch._utils",
+        "_rebuild_tensor_v2",
+        Global::RebuildTensorV2,
+    ),
+    (
+        "torch._utils",
+        "_rebuild_tensor_v3",
+        Global::RebuildTensorV3,
+    ),
+    (
+        "torch._utils",
+        "_rebuild_parameter",
+        Global::RebuildParameter,
+    ),
+    (
+        "torch._utils",
+        "_rebuild_parameter_with_state",
+        Global::RebuildParameterWithState,
+    ),
+    (
+        "torch._tensor",
+        "_rebuild_from_type_v2",
+        Global::RebuildFromTypeV2,
+    ),
+    ("collections", "OrderedDict", Global::OrderedDict),
+    ("torch", "Size", Global::TorchSize),
+    ("torch", "Tensor", Global::TensorClass),
+    ("torch._tensor", "Tensor", Global::TensorClass),
+    ("torch.nn.parameter", "Parameter", Global::ParameterClass),
+    ("torch.nn", "Parameter", Global::ParameterClass),
+    ("torch", "UntypedStorage", UNTYPED_STORAGE),
+    ("torch.storage", "UntypedStorage", UNTYPED_STORAGE),
+    (
+        "numpy.core.multiarray",
+        "_reconstruct",
+        Global::NumpyReconstruct,
+    ),
+    (
+        "numpy._core.multiarray",
+        "_reconstruct",
+        Global::NumpyReconstruct,
+    ),
+    ("numpy.core.multiarray", "scalar", Global::NumpyScalar),
+    ("numpy._core.multiarray", "scalar", Global::NumpyScalar),
+    ("numpy", "ndarray", Global::NumpyNdarray),
+    ("numpy", "dtype", Global::NumpyDtype),
+    ("_codecs", "encode", Global::CodecsEncode),
+    ("numpy.core.numeric", "_frombuffer", Global::NumpyFromBuffer),
+    (
+        "numpy._core.numeric",
+        "_frombuffer",
+        Global::NumpyFromBuffer,
+    ),
+    ("builtins", "set", Global::BuiltinSet),
+    ("__builtin__", "set", Global::BuiltinSet),
+    ("builtins", "frozenset", Global::BuiltinFrozenSet),
+    ("__builtin__", "frozenset", Global::BuiltinFrozenSet),
+    ("builtins", "bytes", Global::BuiltinBytes),
+    ("__builtin__", "bytes", Global::BuiltinBytes),
+    ("builtins", "bytearray", Global::BuiltinByteArray),
+    ("__builtin__", "bytearray", Global::BuiltinByteArray),
+];
+
+const UNTYPED_STORAGE: Global = Global::StorageClass {
+    dtype: TorchDtype::UInt8,
+    untyped: true,
+};
+
+/// Modules whose typed storage classes are allowed.
+const STORAGE_MODULES: &[&str] = &["torch", "torch.cuda"];
+
+/// The typed storage classes allowed (each under every one of
+/// [`STORAGE_MODULES`]); their dtype comes from [`TorchDtype::from_storage_class`].
+const TYPED_STORAGE_CLASSES: &[&str] = &[
+    "DoubleStorage",
+    "FloatStorage",
+    "HalfStorage",
+    "BFloat16Storage",
+    "LongStorage",
+    "IntStorage",
+    "ShortStorage",
+    "CharStorage",
+    "ByteStorage",
+    "BoolStorage",
+    "ComplexDoubleStorage",
+    "ComplexFloatStorage",
+    "QUInt8Storage",
+    "QInt8Storage",
+    "QInt32Storage",
+    "QUInt4x2Storage",
+    "QUInt2x4Storage",
+];
+
+/// Every `(module, name)` pair [`Global::resolve`] accepts, exactly: the
+/// allow-list of globals the data-only evaluator may import (besides the
+/// `torch.<dtype>` attributes it reads as dtypes).
+pub fn allowed_globals() -> impl Iterator<Item = (&'static str, &'static str)> {
+    ALLOWED.iter().map(|&(m, n, _)| (m, n)).chain(
+        STORAGE_MODULES
+            .iter()
+            .flat_map(|&m| TYPED_STORAGE_CLASSES.iter().map(move |&n| (m, n))),
+    )
+}
+
 impl Global {
-    /// Resolve a `module.name` against the allow-list.
+    /// Resolve a `module.name` against the allow-list ([`allowed_globals`]).
     pub fn resolve(module: &str, name: &str) -> Option<Global> {
-        Some(match (module, name) {
-            ("torch._utils", "_rebuild_tensor_v2") => Global::RebuildTensorV2,
-            ("torch._utils", "_rebuild_tensor_v3") => Global::RebuildTensorV3,
-            ("torch._utils", "_rebuild_parameter") => Global::RebuildParameter,
-            ("torch._utils", "_rebuild_parameter_with_state") => Global::RebuildParameterWithState,
-            ("torch._tensor", "_rebuild_from_type_v2") => Global::RebuildFromTypeV2,
-            ("collections", "OrderedDict") => Global::OrderedDict,
-            ("torch", "Size") => Global::TorchSize,
-            ("torch", "Tensor") | ("torch._tensor", "Tensor") => Global::TensorClass,
-            ("torch.nn.parameter", "Parameter") | ("torch.nn", "Parameter") => {
-                Global::ParameterClass
-            }
-            ("torch" | "torch.storage", "UntypedStorage") => Global::StorageClass {
-                dtype: TorchDtype::UInt8,
-                untyped: true,
-            },
-            ("torch" | "torch.cuda", n) if TorchDtype::from_storage_class(n).is_some() => {
-                Global::StorageClass {
-                    dtype: TorchDtype::from_storage_class(n)?,
-                    untyped: false,
-                }
-            }
-            ("numpy.core.multiarray" | "numpy._core.multiarray", "_reconstruct") => {
-                Global::NumpyReconstruct
-            }
-            ("numpy.core.multiarray" | "numpy._core.multiarray", "scalar") => Global::NumpyScalar,
-            ("numpy", "ndarray") => Global::NumpyNdarray,
-            ("numpy", "dtype") => Global::NumpyDtype,
-            ("_codecs", "encode") => Global::CodecsEncode,
-            ("numpy.core.numeric" | "numpy._core.numeric", "_frombuffer") => {
-                Global::NumpyFromBuffer
-            }
-            ("builtins" | "__builtin__", "set") => Global::BuiltinSet,
-            ("builtins" | "__builtin__", "frozenset") => Global::BuiltinFrozenSet,
-            ("builtins" | "__builtin__", "bytes") => Global::BuiltinBytes,
-            ("builtins" | "__builtin__", "bytearray") => Global::BuiltinByteArray,
-            _ => return None,
-        })
+        if let Some(&(_, _, g)) = ALLOWED.iter().find(|(m, n, _)| *m == module && *n == name) {
+            return Some(g);
+        }
+        if STORAGE_MODULES.contains(&module) && TYPED_STORAGE_CLASSES.contains(&name) {
+            return TorchDtype::from_storage_class(name).map(|dtype| Global::StorageClass {
+                dtype,
+                untyped: false,
+            });
+        }
+        None
     }
     /// The canonical dotted name.
     pub fn dotted_name(&self) -> String {
@@ -458,6 +539,36 @@ impl Graph {
         match v {
             Value::Obj(id) => self.nodes.get(id.0 as usize),
             _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_allowed_global_resolves_and_nothing_else_does() {
+        for (m, n) in allowed_globals() {
+            assert!(Global::resolve(m, n).is_some(), "{m}.{n}");
+        }
+        // every typed storage class names a distinct dtype
+        let mut dtypes: Vec<TorchDtype> = TYPED_STORAGE_CLASSES
+            .iter()
+            .filter_map(|n| TorchDtype::from_storage_class(n))
+            .collect();
+        assert_eq!(dtypes.len(), TYPED_STORAGE_CLASSES.len());
+        dtypes.sort_by_key(|d| d.torch_name());
+        dtypes.dedup();
+        assert_eq!(dtypes.len(), TYPED_STORAGE_CLASSES.len());
+        for (m, n) in [
+            ("torch.storage", "FloatStorage"),
+            ("torch", "UntypedStorageX"),
+            ("os", "system"),
+            ("builtins", "eval"),
+            ("torch", "load"),
+        ] {
+            assert_eq!(Global::resolve(m, n), None, "{m}.{n}");
         }
     }
 }

@@ -36,7 +36,9 @@ const SAFE_EXACT: &[&str] = &[
     "torch._tensor._rebuild_from_type_v2",
     "torch._tensor._rebuild_from_type",
     "torch.nn.parameter.Parameter",
+    "torch.nn.Parameter",
     "torch.Tensor",
+    "torch._tensor.Tensor",
     "torch.storage.UntypedStorage",
     "torch.storage.TypedStorage",
     "torch.storage._TypedStorage",
@@ -88,6 +90,7 @@ fn is_torch_value(name: &str) -> bool {
         "half",
         "bfloat16",
         "complex32",
+        "chalf",
         "complex64",
         "complex128",
         "cfloat",
@@ -132,10 +135,35 @@ fn is_torch_value(name: &str) -> bool {
         "per_channel_symmetric",
         "per_channel_affine_float_qparams",
     ];
-    DTYPES.contains(&name)
-        || (name.ends_with("Storage")
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+    DTYPES.contains(&name) || is_storage_class(name)
 }
+
+/// `<Name>Storage`: a storage class of `torch` or `torch.cuda`.
+fn is_storage_class(name: &str) -> bool {
+    name.ends_with("Storage") && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The typed tensor classes of `torch` and `torch.cuda` (`torch.FloatTensor`,
+/// `torch.cuda.LongTensor`, ...) that legacy (tar) checkpoints name as inert types.
+const LEGACY_TENSOR_TYPES: &[&str] = &[
+    "DoubleTensor",
+    "FloatTensor",
+    "HalfTensor",
+    "BFloat16Tensor",
+    "LongTensor",
+    "IntTensor",
+    "ShortTensor",
+    "CharTensor",
+    "ByteTensor",
+    "BoolTensor",
+    "ComplexDoubleTensor",
+    "ComplexFloatTensor",
+    "QUInt8Tensor",
+    "QInt8Tensor",
+    "QInt32Tensor",
+    "QUInt4x2Tensor",
+    "QUInt2x4Tensor",
+];
 
 /// Modules every member of which is treated as critical.
 const CRITICAL_MODULES: &[(&str, &str)] = &[
@@ -306,7 +334,11 @@ fn is_safe(module: &str, name: &str) -> bool {
     if (module == "builtins" || module == "__builtin__") && SAFE_BUILTINS.contains(&name) {
         return true;
     }
-    module == "torch" && is_torch_value(name)
+    match module {
+        "torch" => is_torch_value(name) || LEGACY_TENSOR_TYPES.contains(&name),
+        "torch.cuda" => is_storage_class(name) || LEGACY_TENSOR_TYPES.contains(&name),
+        _ => false,
+    }
 }
 
 /// Judges the global `module` / `name` as `find_class` would resolve it:
@@ -440,5 +472,12 @@ mod tests {
         );
         assert_eq!(judge("mypkg.code", "Thing"), Verdict::Unknown);
         assert_eq!(judge("builtins", "set"), Verdict::Safe);
+        assert_eq!(judge("torch.cuda", "HalfStorage"), Verdict::Safe);
+        assert_eq!(judge("torch.cuda", "LongTensor"), Verdict::Safe);
+        assert_eq!(judge("torch", "FloatTensor"), Verdict::Safe);
+        assert_eq!(judge("torch.nn", "Parameter"), Verdict::Safe);
+        assert_eq!(judge("torch", "chalf"), Verdict::Safe);
+        assert_eq!(judge("torch._tensor", "Tensor"), Verdict::Safe);
+        assert_eq!(judge("torch.cuda", "float32"), Verdict::Unknown);
     }
 }

@@ -36,6 +36,7 @@ mod render;
 mod report;
 mod rules;
 mod scanner;
+mod severity;
 mod tar;
 
 use std::io::{self, Write};
@@ -47,10 +48,10 @@ pub use render::{
     write_sarif, HumanOptions, OutputFormat, UnknownOutputFormat,
 };
 pub use report::{
-    exit_code, Counts, Finding, Format, Report, ScanError, ScannedFile, Severity, Summary,
-    UnknownSeverity, SCHEMA_VERSION,
+    exit_code, Counts, Finding, Format, Report, ScanError, ScannedFile, Summary, SCHEMA_VERSION,
 };
-pub use rules::{rule, Rule, RULES};
+pub use rules::{rule, Rule, RuleId, UnknownRuleId, RULES};
+pub use severity::{Severity, UnknownSeverity};
 
 /// Scans bytes held in memory; `name` stands for the file in the report.
 pub fn scan_bytes(name: &str, data: &[u8], opts: &ScanOptions) -> Report {
@@ -82,37 +83,33 @@ pub fn scan_paths<P: AsRef<Path>>(paths: &[P], opts: &ScanOptions) -> Report {
     report
 }
 
+/// The files under `p`, depth first in name order: `.git` below `p` is not
+/// entered, symlinks are not followed (one to a file is listed, one to a
+/// folder is not); `p` itself, whatever it is, is listed unless a folder.
 fn collect(p: &Path, out: &mut Vec<PathBuf>, report: &mut Report) {
-    match std::fs::symlink_metadata(p) {
-        Ok(m) if m.is_dir() => match std::fs::read_dir(p) {
-            Ok(rd) => {
-                let mut entries: Vec<PathBuf> =
-                    rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
-                entries.sort();
-                for e in entries {
-                    if e.file_name().is_some_and(|n| n == ".git") {
-                        continue;
-                    }
-                    match std::fs::symlink_metadata(&e) {
-                        Ok(m) if m.file_type().is_symlink() => {
-                            if e.is_file() {
-                                out.push(e);
-                            }
-                        }
-                        _ => collect(&e, out, report),
-                    }
+    let walk = walkdir::WalkDir::new(p)
+        .follow_links(false)
+        .follow_root_links(false)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| e.depth() == 0 || e.file_name() != ".git");
+    for entry in walk {
+        match entry {
+            Ok(e) if e.file_type().is_dir() => {}
+            Ok(e) if e.depth() > 0 && e.path_is_symlink() => {
+                if e.path().is_file() {
+                    out.push(e.into_path());
                 }
             }
+            Ok(e) => out.push(e.into_path()),
             Err(e) => report.errors.push(ScanError {
-                file: p.display().to_string(),
-                message: e.to_string(),
+                file: e.path().unwrap_or(p).display().to_string(),
+                message: match e.io_error() {
+                    Some(io) => io.to_string(),
+                    None => e.to_string(),
+                },
             }),
-        },
-        Ok(_) => out.push(p.to_path_buf()),
-        Err(e) => report.errors.push(ScanError {
-            file: p.display().to_string(),
-            message: e.to_string(),
-        }),
+        }
     }
 }
 

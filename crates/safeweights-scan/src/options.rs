@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::report::Severity;
+use crate::severity::Severity;
 
 /// What else, beyond code-carrying content, is a finding.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]

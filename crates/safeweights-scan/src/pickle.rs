@@ -12,13 +12,14 @@ use std::rc::Rc;
 use safeweights_pickle::opcodes::{Arg, BigInt, Opcode, Ops};
 
 use crate::globals::{is_getattr, is_import_function, judge, Verdict};
-use crate::report::Severity;
+use crate::rules::RuleId;
+use crate::severity::Severity;
 
 /// A finding without file/member (filled in by the caller).
 #[derive(Debug, Clone)]
 pub(crate) struct RawFinding {
     pub severity: Severity,
-    pub rule: &'static str,
+    pub rule: RuleId,
     pub what: String,
     pub why: String,
     pub offset: Option<u64>,
@@ -224,7 +225,7 @@ impl<'c> Machine<'c> {
             V::Module(m) => {
                 self.out.push(RawFinding {
                     severity: Severity::High,
-                    rule: "pickle.call.unresolved",
+                    rule: RuleId::PickleCallUnresolved,
                     what: format!("{op} calls the module object {m}"),
                     why: "calling a module object is never part of a weights file".into(),
                     offset: Some(offset),
@@ -241,7 +242,7 @@ impl<'c> Machine<'c> {
                 };
                 self.out.push(RawFinding {
                     severity: Severity::High,
-                    rule: "pickle.call.unresolved",
+                    rule: RuleId::PickleCallUnresolved,
                     what: format!("{op} at offset {offset} calls {desc}"),
                     why:
                         "the callable cannot be resolved to an allowlisted global; loading calls it"
@@ -432,7 +433,7 @@ impl<'c> Machine<'c> {
                 };
                 self.out.push(RawFinding {
                     severity: Severity::High,
-                    rule: "pickle.ext",
+                    rule: RuleId::PickleExt,
                     what: format!("{} loads extension code {code}", opcode.name()),
                     why: "the copyreg extension registry maps the code to an arbitrary global at load time; it cannot be judged from the file".into(),
                     offset: Some(offset),
@@ -454,7 +455,7 @@ impl<'c> Machine<'c> {
                     _ => {
                         self.out.push(RawFinding {
                             severity: Severity::High,
-                            rule: "pickle.global.unresolved",
+                            rule: RuleId::PickleGlobalUnresolved,
                             what: "STACK_GLOBAL with a module or name that is not a literal string"
                                 .into(),
                             why:
@@ -520,7 +521,7 @@ impl<'c> Machine<'c> {
                             .is_some_and(|u| u.verdict == Verdict::Safe);
                         self.out.push(RawFinding {
                             severity: if safe { Severity::High } else { Severity::Critical },
-                            rule: "pickle.build.global",
+                            rule: RuleId::PickleBuildGlobal,
                             what: format!("BUILD sets the state of {g} itself, not of an instance"),
                             why: "updating a module's or class's attributes at load time monkey-patches code that runs later".into(),
                             offset: Some(offset),
@@ -574,7 +575,7 @@ impl<'c> Machine<'c> {
                     };
                     self.out.push(RawFinding {
                         severity: Severity::Critical,
-                        rule: "pickle.global.critical",
+                        rule: RuleId::PickleGlobalCritical,
                         what: format!("pickle imports {shown} via {}{how}{times}", u.via),
                         why: format!("{category} primitive: loading this file can run arbitrary commands or code"),
                         offset: Some(u.first_offset),
@@ -583,7 +584,7 @@ impl<'c> Machine<'c> {
                 Verdict::Unknown => {
                     self.out.push(RawFinding {
                         severity: Severity::High,
-                        rule: "pickle.global.unknown",
+                        rule: RuleId::PickleGlobalUnknown,
                         what: format!("pickle imports {full} via {}{how}{times}", u.via),
                         why: "unknown import: not on the allowlist of what weight checkpoints use; loading imports and may run it".into(),
                         offset: Some(u.first_offset),
@@ -718,7 +719,7 @@ pub(crate) fn scan(data: &[u8], walk: Walk, ctx: &Context) -> PickleScan {
         };
         m.out.push(RawFinding {
             severity: Severity::Medium,
-            rule: "pickle.malformed",
+            rule: RuleId::PickleMalformed,
             what: format!("pickle stream cannot be fully parsed at offset {off}: {msg}{after}"),
             why: "a loader may read it differently; what was found before the break is reported"
                 .into(),
@@ -738,7 +739,7 @@ mod tests {
         scan(data, Walk::ToEnd, &Context::default())
             .findings
             .iter()
-            .map(|f| f.rule)
+            .map(|f| f.rule.as_str())
             .collect()
     }
 

@@ -7,8 +7,9 @@ use std::str::FromStr;
 
 use serde_json::{json, Value};
 
-use crate::report::{Report, Severity};
+use crate::report::Report;
 use crate::rules::{rule, RULES};
+use crate::severity::Severity;
 
 /// Output formats.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

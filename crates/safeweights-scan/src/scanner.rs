@@ -9,7 +9,9 @@ use safeweights_pickle::zip::{crc32, Anomaly, Entry, InspectError, Method, ZipAr
 use crate::formats::{self, sniff};
 use crate::options::{Policy, ScanOptions};
 use crate::pickle::{self, RawFinding, Walk};
-use crate::report::{Finding, Format, Report, ScanError, ScannedFile, Severity};
+use crate::report::{Finding, Format, Report, ScanError, ScannedFile};
+use crate::rules::RuleId;
+use crate::severity::Severity;
 use crate::tar;
 
 /// Bytes read to identify an archive member.
@@ -53,7 +55,7 @@ impl<'o> Scanner<'o> {
         &mut self,
         path: &[String],
         severity: Severity,
-        rule: &str,
+        rule: RuleId,
         what: impl Into<String>,
         why: impl Into<String>,
         offset: Option<u64>,
@@ -61,7 +63,7 @@ impl<'o> Scanner<'o> {
     ) {
         self.report.findings.push(Finding {
             severity,
-            rule: rule.to_string(),
+            rule,
             file: self.file.clone(),
             member: join(path),
             what: what.into(),
@@ -99,7 +101,7 @@ impl<'o> Scanner<'o> {
             self.add(
                 path,
                 Severity::Medium,
-                "limit.expanded-size",
+                RuleId::LimitExpandedSize,
                 format!("expanding this member would pass the limit of {max} expanded bytes; it and later large members were not scanned"),
                 "an archive bomb can exhaust memory or disk; the unscanned content may hide anything",
                 None,
@@ -118,7 +120,7 @@ impl<'o> Scanner<'o> {
                 self.add(
                     path,
                     Severity::Medium,
-                    "limit.members",
+                    RuleId::LimitMembers,
                     format!("more than {max} archive members: the rest were not scanned"),
                     "huge member counts are used to exhaust scanners; unscanned members may hide anything",
                     None,
@@ -159,7 +161,7 @@ impl<'o> Scanner<'o> {
                 self.add(
                     path,
                     Severity::Medium,
-                    "archive.cannot-inspect",
+                    RuleId::ArchiveCannotInspect,
                     format!("{kind}: cannot inspect its content"),
                     "the scanner does not open this format; it may hold pickles or other code",
                     Some(0),
@@ -217,7 +219,7 @@ impl<'o> Scanner<'o> {
         self.add(
             path,
             Severity::High,
-            "policy.not-safetensors",
+            RuleId::PolicyNotSafetensors,
             format!(
                 "{fmt} weights file: only safetensors is allowed by the safetensors-only policy"
             ),
@@ -241,7 +243,7 @@ impl<'o> Scanner<'o> {
             self.add(
                 path,
                 Severity::Medium,
-                "limit.depth",
+                RuleId::LimitDepth,
                 format!("archive nesting deeper than {max}: this member was not scanned"),
                 "deep nesting is used to hide content from scanners",
                 None,
@@ -283,7 +285,7 @@ impl<'o> Scanner<'o> {
             self.add(
                 path,
                 Severity::Info,
-                "pickle.format",
+                RuleId::PickleFormat,
                 format!("{fmt} format with only allowlisted globals: convert to safetensors"),
                 "pickle-based formats need an unpickler to load; safetensors cannot run code",
                 None,
@@ -303,7 +305,7 @@ impl<'o> Scanner<'o> {
         self.add(
             path,
             Severity::Low,
-            "npy.object-array",
+            RuleId::NpyObjectArray,
             format!(
                 "NumPy object array ({}): the data is a pickle",
                 npy.header.trim()
@@ -325,7 +327,7 @@ impl<'o> Scanner<'o> {
             self.add(
                 path,
                 Severity::High,
-                "keras.lambda",
+                RuleId::KerasLambda,
                 format!("{what} has {} Lambda layer(s)", hits.len()),
                 "Keras Lambda layers carry serialized Python bytecode that runs when the model is loaded (safe_mode off) or called",
                 Some(first),
@@ -336,7 +338,7 @@ impl<'o> Scanner<'o> {
             self.add(
                 path,
                 Severity::Info,
-                "scan.partial",
+                RuleId::ScanPartial,
                 format!("only the first {max} bytes were searched for Lambda layers"),
                 "raise the search limit to search the whole file",
                 None,
@@ -352,7 +354,7 @@ impl<'o> Scanner<'o> {
             self.add(
                 path,
                 Severity::High,
-                "safetensors.duplicate-key",
+                RuleId::SafetensorsDuplicateKey,
                 format!("duplicate key {key:?} in {scope}"),
                 "readers disagree on which value wins: the reference keeps the last one, a checker may see the first",
                 Some(8),
@@ -368,7 +370,7 @@ impl<'o> Scanner<'o> {
                 self.add(
                     path,
                     Severity::High,
-                    "safetensors.trailing-bytes",
+                    RuleId::SafetensorsTrailingBytes,
                     format!(
                         "{} bytes after the end of the last tensor (file offset {start})",
                         actual - expected
@@ -385,7 +387,7 @@ impl<'o> Scanner<'o> {
                 self.add(
                     path,
                     Severity::Medium,
-                    "safetensors.invalid",
+                    RuleId::SafetensorsInvalid,
                     format!("safetensors header fails validation: {e}"),
                     "a file that does not validate may be read differently by different loaders",
                     Some(0),
@@ -414,7 +416,7 @@ impl<'o> Scanner<'o> {
                 self.add(
                     path,
                     Severity::High,
-                    "onnx.external-data-escape",
+                    RuleId::OnnxExternalDataEscape,
                     format!("external data location {loc:?} {how}"),
                     "loading reads (and may send) any file the process can read",
                     Some(off),
@@ -435,7 +437,7 @@ impl<'o> Scanner<'o> {
             Err(tar::GzError::Corrupt(m)) => self.add(
                 path,
                 Severity::Medium,
-                "gzip.malformed",
+                RuleId::GzipMalformed,
                 format!("gzip stream cannot be decompressed: {m}"),
                 "content that cannot be inspected may hide anything",
                 Some(0),
@@ -450,7 +452,7 @@ impl<'o> Scanner<'o> {
             self.add(
                 path,
                 Severity::Medium,
-                "tar.malformed",
+                RuleId::TarMalformed,
                 format!("tar archive is broken at offset {off}: {m}"),
                 "readers may disagree on what the archive holds",
                 Some(*off),
@@ -468,7 +470,7 @@ impl<'o> Scanner<'o> {
                 self.add(
                     path,
                     Severity::Medium,
-                    "tar.path-traversal",
+                    RuleId::TarPathTraversal,
                     format!(
                         "member name {:?} is absolute or climbs out with '..'",
                         e.name
@@ -482,7 +484,7 @@ impl<'o> Scanner<'o> {
                 self.add(
                     path,
                     Severity::Medium,
-                    "tar.path-traversal",
+                    RuleId::TarPathTraversal,
                     format!("link to {:?} points outside the archive", e.link),
                     "extracting the archive creates a link to an arbitrary file",
                     Some(e.offset),
@@ -511,7 +513,7 @@ impl<'o> Scanner<'o> {
                 self.add(
                     path,
                     Severity::Medium,
-                    "zip.malformed",
+                    RuleId::ZipMalformed,
                     format!("zip archive cannot be read: {m}"),
                     "readers may disagree on what the archive holds",
                     None,
@@ -641,7 +643,7 @@ impl<'o> Scanner<'o> {
             self.add(
                 path,
                 Severity::High,
-                "torchscript.code",
+                RuleId::TorchscriptCode,
                 format!("TorchScript archive contains a program ({code_files} files under {code})"),
                 "torch.jit.load compiles and runs this code; it can call any TorchScript operator, including file and process ones",
                 None,
@@ -655,7 +657,7 @@ impl<'o> Scanner<'o> {
             self.add(
                 path,
                 Severity::Info,
-                "pickle.format",
+                RuleId::PickleFormat,
                 "PyTorch zip checkpoint with only allowlisted globals: convert to safetensors",
                 "pickle-based formats need an unpickler to load; safetensors cannot run code",
                 None,
@@ -689,7 +691,7 @@ impl<'o> Scanner<'o> {
                     self.add(
                         &p,
                         Severity::Medium,
-                        "zip.crc-mismatch",
+                        RuleId::ZipCrcMismatch,
                         format!("CRC-32 of the content is {crc:08x}, the directory says {:08x}", e.crc32),
                         "strict readers refuse the member, lax ones load it: what is loaded may differ from what was checked",
                         at,
@@ -700,7 +702,7 @@ impl<'o> Scanner<'o> {
                     self.add(
                         &p,
                         Severity::Medium,
-                        "zip.header-mismatch",
+                        RuleId::ZipHeaderMismatch,
                         format!(
                             "member expands to {} bytes, the directory says {}",
                             body.len(),
@@ -722,7 +724,7 @@ impl<'o> Scanner<'o> {
                 self.add(
                     &p,
                     Severity::Medium,
-                    "zip.malformed",
+                    RuleId::ZipMalformed,
                     format!("member cannot be read: {m}"),
                     "content that cannot be inspected may hide anything",
                     at,
@@ -794,18 +796,20 @@ pub(crate) fn scan_file(path: &Path, opts: &ScanOptions) -> Report {
 
 /// The scanner rule for a zip anomaly; `None` for what ordinary writers do
 /// (data descriptors, comments) and for what only verification finds.
-fn zip_rule(a: &Anomaly) -> Option<&'static str> {
+fn zip_rule(a: &Anomaly) -> Option<RuleId> {
     Some(match a {
-        Anomaly::Encrypted { .. } => "zip.encrypted",
-        Anomaly::UnexpectedFlags { .. } => "zip.flags",
-        Anomaly::UnsupportedMethod { .. } => "zip.unsupported-method",
-        Anomaly::PathTraversal { .. } => "zip.path-traversal",
-        Anomaly::DuplicateName { .. } => "zip.duplicate-name",
-        Anomaly::MissingLocalHeader { .. } | Anomaly::LocalMismatch { .. } => "zip.header-mismatch",
-        Anomaly::DescriptorMismatch { .. } => "zip.descriptor-mismatch",
-        Anomaly::Overlap { .. } => "zip.overlap",
-        Anomaly::Malformed { .. } => "zip.malformed",
-        Anomaly::ExtraBytes { .. } => "zip.prefix-data",
+        Anomaly::Encrypted { .. } => RuleId::ZipEncrypted,
+        Anomaly::UnexpectedFlags { .. } => RuleId::ZipFlags,
+        Anomaly::UnsupportedMethod { .. } => RuleId::ZipUnsupportedMethod,
+        Anomaly::PathTraversal { .. } => RuleId::ZipPathTraversal,
+        Anomaly::DuplicateName { .. } => RuleId::ZipDuplicateName,
+        Anomaly::MissingLocalHeader { .. } | Anomaly::LocalMismatch { .. } => {
+            RuleId::ZipHeaderMismatch
+        }
+        Anomaly::DescriptorMismatch { .. } => RuleId::ZipDescriptorMismatch,
+        Anomaly::Overlap { .. } => RuleId::ZipOverlap,
+        Anomaly::Malformed { .. } => RuleId::ZipMalformed,
+        Anomaly::ExtraBytes { .. } => RuleId::ZipPrefixData,
         _ => return None,
     })
 }

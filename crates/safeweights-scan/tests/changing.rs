@@ -51,7 +51,6 @@ fn truncation_during_a_scan_is_an_error_not_a_signal() {
     let whole = scan_file(&path, &opts);
     assert!(whole.errors.is_empty(), "{:?}", whole.errors);
 
-    let mut interrupted = 0;
     for round in 0..40u64 {
         fs::write(&path, &image).unwrap();
         let p = path.clone();
@@ -62,18 +61,10 @@ fn truncation_during_a_scan_is_an_error_not_a_signal() {
         // Before the guard, a read past the new end killed the test process.
         let report = scan_file(&path, &opts);
         cutter.join().unwrap();
+        // Whether the cut landed mid-scan depends on timing; when it did,
+        // the report names the file, and no round may crash.
         for e in &report.errors {
             assert!(e.file.contains("archive.tar"), "{e:?}");
         }
-        if report
-            .errors
-            .iter()
-            .any(|e| e.message.contains("truncated"))
-        {
-            interrupted += 1;
-        }
     }
-    // How many rounds the cut landed mid-scan depends on timing; the rounds
-    // that did must have said so (checked above), and none may crash.
-    eprintln!("{interrupted} of 40 scans were cut short");
 }

@@ -65,6 +65,60 @@ fn benign_fixtures_are_at_most_info() {
     assert!(r.findings.iter().any(|f| f.rule == "pickle.format"));
 }
 
+/// A protocol 2 pickle that imports `module.name` (GLOBAL) and stops.
+fn importing(module: &str, name: &str) -> Vec<u8> {
+    let mut p = b"\x80\x02c".to_vec();
+    p.extend_from_slice(format!("{module}\n{name}\n.").as_bytes());
+    p
+}
+
+/// The converter's allow-list and the scanner's judging table are two lists:
+/// every global the converter's data-only evaluator accepts must be judged
+/// safe by the scanner (a pickle importing it is at most "info: convert").
+#[test]
+fn every_global_the_converter_accepts_is_safe() {
+    use safeweights_pickle::{value::allowed_globals, TorchDtype};
+    let mut accepted: Vec<(String, String)> = allowed_globals()
+        .map(|(m, n)| (m.to_string(), n.to_string()))
+        .collect();
+    assert!(accepted.len() > 30, "{accepted:?}");
+    // `torch.<dtype>` attributes, aliases included, read as dtypes.
+    let aliases = [
+        "float", "double", "half", "long", "int", "short", "chalf", "cfloat", "cdouble",
+    ];
+    for name in TorchDtype::ALL
+        .iter()
+        .map(|d| d.torch_name())
+        .chain(aliases)
+    {
+        assert!(TorchDtype::from_torch_name(name).is_some(), "{name}");
+        accepted.push(("torch".into(), name.into()));
+    }
+    // Legacy tar checkpoints: `torch.FloatTensor`, `torch.cuda.LongTensor`, ...
+    // for every typed storage class.
+    let legacy: Vec<(String, String)> = accepted
+        .iter()
+        .filter(|(m, _)| m == "torch" || m == "torch.cuda")
+        .filter_map(|(m, n)| {
+            let base = n.strip_suffix("Storage")?;
+            TorchDtype::from_storage_class(n)?;
+            Some((m.clone(), format!("{base}Tensor")))
+        })
+        .collect();
+    assert!(legacy.len() >= 2 * 17, "{legacy:?}");
+    accepted.extend(legacy);
+
+    let mut unsafe_ = Vec::new();
+    for (m, n) in &accepted {
+        let r = scan_bytes("g.pkl", &importing(m, n), &ScanOptions::new());
+        assert_eq!(r.files[0].format, Format::Pickle, "{m}.{n}");
+        if r.findings.iter().any(|f| f.severity > Severity::Info) {
+            unsafe_.push(format!("{m}.{n}:\n{}", dump(&r)));
+        }
+    }
+    assert!(unsafe_.is_empty(), "{}", unsafe_.join("\n"));
+}
+
 #[test]
 fn our_writer_is_clean_even_under_policy() {
     let data: Vec<u8> = [1.0f32, 2.0].iter().flat_map(|x| x.to_le_bytes()).collect();
@@ -129,6 +183,61 @@ fn onnx_symlink_escape_on_disk() {
     // A plain relative location inside the folder is fine.
     std::fs::write(&p, onnx_external("weights.bin")).unwrap();
     assert!(scan_file(&p, &ScanOptions::new()).findings.is_empty());
+}
+
+/// Folders are walked depth first in name order; `.git` is not entered,
+/// symlinks are not followed (one to a file is scanned, one to a folder is not).
+#[test]
+fn folders_are_walked_in_name_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    for d in ["b", "b/c", ".git", "a.d"] {
+        std::fs::create_dir(root.join(d)).unwrap();
+    }
+    for f in [
+        "z.txt",
+        "b/c/y.txt",
+        "b/a.txt",
+        ".git/config",
+        "a.d/x.txt",
+        "B.txt",
+    ] {
+        std::fs::write(root.join(f), b"plain text").unwrap();
+    }
+    std::os::unix::fs::symlink(root.join("z.txt"), root.join("link-to-file")).unwrap();
+    std::os::unix::fs::symlink(root.join("b"), root.join("link-to-dir")).unwrap();
+    std::os::unix::fs::symlink(root.join("missing"), root.join("link-broken")).unwrap();
+    let r = scan_paths(&[root], &ScanOptions::new());
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    let files: Vec<String> = r
+        .files
+        .iter()
+        .map(|f| {
+            let rel = std::path::Path::new(&f.file).strip_prefix(root).unwrap();
+            rel.display().to_string()
+        })
+        .collect();
+    assert_eq!(
+        files,
+        [
+            "B.txt",
+            "a.d/x.txt",
+            "b/a.txt",
+            "b/c/y.txt",
+            "link-to-file",
+            "z.txt"
+        ]
+    );
+    assert_eq!(r.summary.files, 6);
+    // a folder that cannot be read is an error that names it
+    let r = scan_paths(&[root.join("nope")], &ScanOptions::new());
+    assert_eq!(r.errors.len(), 1);
+    assert_eq!(r.errors[0].file, root.join("nope").display().to_string());
+    assert!(
+        r.errors[0].message.contains("No such file"),
+        "{:?}",
+        r.errors
+    );
 }
 
 #[test]

@@ -33,6 +33,31 @@ macro_rules! json_snapshot {
     }};
 }
 
+/// Snapshot settings with `filters` (regex, replacement) applied to the
+/// snapshot text: for timings and throughput, which change every run.
+fn filtered(filters: &[(&str, &str)]) -> insta::Settings {
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path(SNAPSHOTS);
+    for (regex, with) in filters {
+        settings.add_filter(regex, *with);
+    }
+    settings
+}
+
+/// Seconds and throughput of `convert` and `load`, human and JSON, and the
+/// share of a file the page cache held (machine state).
+const TIMINGS: &[(&str, &str)] = &[
+    (r" in \d+\.\d+s", " in [SECONDS]s"),
+    (r"\d+\.\d+ GB/s", "[RATE] GB/s"),
+    (r"\d+% in the page cache", "[PERCENT]% in the page cache"),
+    (r#""seconds": [0-9.e+-]+"#, r#""seconds": "[SECONDS]""#),
+    (r#""gb_per_s": [0-9.e+-]+"#, r#""gb_per_s": "[RATE]""#),
+    (
+        r#""resident_fraction": [0-9.e+-]+"#,
+        r#""resident_fraction": "[FRACTION]""#,
+    ),
+];
+
 struct Run {
     code: i32,
     stdout: String,
@@ -631,6 +656,18 @@ fn load_reports_the_io_backend() {
     assert!(r.stderr.contains("io-uring"), "{}", r.stderr);
 }
 
+#[test]
+fn load_human_and_json() {
+    let (dir, _) = sample_dir();
+    let args = ["load", "model.safetensors", "--io-backend", "threads"];
+    let human = run(dir.path(), &args);
+    assert_eq!(human.code, 0, "{}", human.stderr);
+    filtered(TIMINGS).bind(|| insta::assert_snapshot!("load_human", human.stdout));
+    let json_run = run(dir.path(), &[&args[..], &["--json"]].concat());
+    assert_eq!(json_run.code, 0, "{}", json_run.stderr);
+    filtered(TIMINGS).bind(|| insta::assert_json_snapshot!("load_json", json(&json_run)));
+}
+
 /// `--device cuda:0 --verify` through the emulated CUDA runtime of the load
 /// crate's tests (`$SAFEWEIGHTS_CUDART`, as a user would point at
 /// libcudart): a clean load verifies; a copy that silently flips a byte is
@@ -873,6 +910,33 @@ fn scan_policy_safetensors_only_suggests_convert() {
     );
 }
 
+/// A folder with one safe file (`model.safetensors`) and one that runs a
+/// command (`weights.bin`), scanned in each output format.
+#[test]
+fn scan_human_json_and_sarif() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models");
+    std::fs::create_dir(&models).unwrap();
+    write_sample(&models.join("model.safetensors"), 0.0);
+    std::fs::write(models.join("weights.bin"), malicious_pickle()).unwrap();
+
+    let human = run(dir.path(), &["scan", "models"]);
+    assert_eq!(human.code, 1, "{}", human.stderr);
+    snapshot!("scan_human", human.stdout);
+
+    let json_run = run(dir.path(), &["scan", "--json", "models"]);
+    assert_eq!(json_run.code, 1, "{}", json_run.stderr);
+    json_snapshot!("scan_json", json(&json_run));
+
+    let sarif_run = run(dir.path(), &["scan", "--format", "sarif", "models"]);
+    assert_eq!(sarif_run.code, 1, "{}", sarif_run.stderr);
+    let mut sarif = json(&sarif_run);
+    let version = &mut sarif["runs"][0]["tool"]["driver"]["version"];
+    assert_eq!(*version, env!("CARGO_PKG_VERSION"));
+    *version = "[VERSION]".into();
+    json_snapshot!("scan_sarif", sarif);
+}
+
 fn pickle_fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../safeweights-pickle/tests/fixtures")
@@ -909,6 +973,21 @@ fn convert_torch_checkpoint_then_validate_and_scan() {
         &["convert", src.to_str().unwrap(), out.to_str().unwrap()],
     );
     assert_eq!(again.code, 2, "{}{}", again.stdout, again.stderr);
+}
+
+#[test]
+fn convert_human_and_json() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(pickle_fixture("small.pt"), dir.path().join("small.pt")).unwrap();
+    let human = run(dir.path(), &["convert", "small.pt", "small.safetensors"]);
+    assert_eq!(human.code, 0, "{}", human.stderr);
+    filtered(TIMINGS).bind(|| insta::assert_snapshot!("convert_human", human.stdout));
+    let json_run = run(
+        dir.path(),
+        &["--json", "convert", "small.pt", "again.safetensors"],
+    );
+    assert_eq!(json_run.code, 0, "{}", json_run.stderr);
+    filtered(TIMINGS).bind(|| insta::assert_json_snapshot!("convert_json", json(&json_run)));
 }
 
 #[test]
