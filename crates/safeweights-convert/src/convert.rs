@@ -6,15 +6,15 @@ use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use safeweights::sharded::{plan_shards, shard_file_name, ShardIndex};
-use safeweights::{AtomicFile, Metadata, StreamingWriter, TensorSpec};
-use safeweights_pickle::zip::ZipArchive;
+use safeweights::{AtomicFile, FileSource, Metadata, StreamingWriter, TensorSpec};
+use safeweights_archive::{ZipArchive, ZipWriter};
 
 use crate::error::{io_err, ConvertError, Result};
 use crate::npy::{self, NpySource};
 use crate::options::{ConvertOptions, ConvertSummary, Phase};
-use crate::source::{Entry, SafetensorsSource, Source, TorchSource};
+use crate::source::{SafetensorsSource, TorchSource};
+use crate::tensors::{Entry, Source};
 use crate::torchw::{self, PickleTensor};
-use crate::zipw::ZipWriter;
 
 /// The `__metadata__` key under which non-tensor leaves are kept (as a JSON
 /// object text, dotted name → value) when [`ConvertOptions::metadata_leaves`] is set.
@@ -58,7 +58,8 @@ pub(crate) fn detect(path: &Path) -> Result<Input> {
         return Ok(Input::Npy);
     }
     if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
-        if let Ok(z) = ZipArchive::new(f) {
+        let zip = FileSource::open(path).ok().map(ZipArchive::new);
+        if let Some(Ok(z)) = zip {
             let names: Vec<&str> = z.entries().iter().map(|e| e.name.as_str()).collect();
             let torchy = names.iter().any(|n| {
                 n.ends_with("/data.pkl") || n.contains("/code/") || n.ends_with("/constants.pkl")

@@ -16,7 +16,8 @@ use crate::convert::{
 };
 use crate::error::{io_err, ConvertError, Result};
 use crate::options::{ConvertOptions, ConvertSummary, Phase, SkippedFile};
-use crate::source::{MultiSource, Source, TorchSource};
+use crate::source::{MultiSource, TorchSource};
+use crate::tensors::Source;
 
 const BIN_INDEX: &str = "pytorch_model.bin.index.json";
 const BIN_SINGLE: &str = "pytorch_model.bin";

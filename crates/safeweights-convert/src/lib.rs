@@ -40,8 +40,8 @@ mod folder;
 mod npy;
 mod options;
 mod source;
+mod tensors;
 mod torchw;
-pub mod zipw;
 
 use std::path::Path;
 use std::time::Instant;

@@ -11,26 +11,7 @@ use safeweights_pickle::{Format, TorchCheckpoint, TorchDtype};
 use crate::error::{ConvertError, Result};
 use crate::npy::{self, NpyDtype};
 use crate::options::{DroppedAlias, Leaf};
-
-/// One tensor of a source, as it will be written.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Entry {
-    pub name: String,
-    pub dtype: Dtype,
-    pub shape: Vec<usize>,
-    pub bytes: u64,
-}
-
-/// A list of tensors whose little-endian C-order bytes can be streamed.
-pub(crate) trait Source {
-    fn entries(&self) -> &[Entry];
-    /// Writes tensor `i`'s bytes to `w`; returns the count.
-    fn copy_to(&self, i: usize, w: &mut dyn Write) -> Result<u64>;
-    /// Reads `buf.len()` bytes of tensor `i` from byte `offset`.
-    fn read_at(&self, i: usize, offset: u64, buf: &mut [u8]) -> Result<()>;
-    /// The file tensor `i` comes from.
-    fn file(&self, i: usize) -> &Path;
-}
+use crate::tensors::{check_unique, Entry, Source};
 
 /// The safetensors dtype of a torch dtype, or why there is none.
 pub(crate) fn map_torch_dtype(d: TorchDtype) -> std::result::Result<Dtype, String> {
@@ -195,19 +176,6 @@ impl TorchSource {
             leaves,
         })
     }
-}
-
-pub(crate) fn check_unique(file: &Path, entries: &[Entry]) -> Result<()> {
-    let mut seen = HashSet::new();
-    for e in entries {
-        if !seen.insert(e.name.as_str()) {
-            return Err(ConvertError::DuplicateName {
-                file: file.to_path_buf(),
-                name: e.name.clone(),
-            });
-        }
-    }
-    Ok(())
 }
 
 /// Gives refusals of sparse / quantized / other tensor subclasses a clear message.

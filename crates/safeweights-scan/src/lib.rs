@@ -36,7 +36,6 @@ mod render;
 mod report;
 mod rules;
 mod scanner;
-mod tar;
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};

@@ -944,7 +944,7 @@ fn step_scan(ctx: &mut Ctx, p: &mut Printer) -> anyhow::Result<Value> {
     // And a look-alike whose pickle runs a shell command when loaded, named
     // like a harmless weights file.
     let evil = dir.join("adapter_model.safetensors");
-    let mut zip = safeweights_convert::zipw::ZipWriter::new(
+    let mut zip = safeweights_archive::ZipWriter::new(
         std::fs::File::create(&evil).with_context(|| format!("{}", evil.display()))?,
     );
     zip.entry("archive/data.pkl", &malicious_pickle())?;
