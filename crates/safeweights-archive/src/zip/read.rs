@@ -753,14 +753,23 @@ impl<R: Source> ZipArchive<R> {
     }
 
     /// The first `n` bytes of a member (for identifying it); a broken
-    /// deflate stream yields what could be expanded.
+    /// deflate stream yields what could be expanded, zero-filled to the
+    /// window it was expanded into (see [`broken_head_len`]).
     pub fn head(&self, e: &Entry, n: usize) -> Result<Cow<'_, [u8]>, InspectError> {
         self.inspectable(e)?;
         match e.method {
             Method::Stored => self.span(e, e.compressed_size.min(n as u64)),
             Method::Deflated => {
                 let raw = self.span(e, e.compressed_size)?;
-                Ok(Cow::Owned(inflate(&raw, n).unwrap_or_else(|p| p.output)))
+                Ok(Cow::Owned(match inflate(&raw, n) {
+                    Ok(v) => v,
+                    Err(p) if p.stop == Stop::TooBig => p.output,
+                    Err(mut p) => {
+                        let len = broken_head_len(raw.len(), n, p.output.len());
+                        p.output.resize(len, 0);
+                        p.output
+                    }
+                }))
             }
             Method::Other(_) => Err(InspectError::Unsupported),
         }
@@ -794,6 +803,20 @@ impl<R: Source> ZipArchive<R> {
             Method::Other(_) => Err(InspectError::Unsupported),
         }
     }
+}
+
+/// The length of the head of a broken deflate member: what was expanded,
+/// zero-filled to the window it was expanded into. The window starts at
+/// twice the compressed size and doubles, never past `n`. Scanners decide
+/// from the head's length whether to read a member whole (and report it
+/// broken), and this is the length the head has always had (the window of
+/// miniz's `decompress_to_vec_with_limit`), so verdicts do not change.
+fn broken_head_len(compressed: usize, n: usize, expanded: usize) -> usize {
+    let mut window = compressed.saturating_mul(2).min(n);
+    while window < expanded && window > 0 {
+        window = window.saturating_mul(2).min(n);
+    }
+    window.max(expanded)
 }
 
 fn trunc(what: &'static str) -> ZipErrorKind {
@@ -859,6 +882,15 @@ mod tests {
             assert_eq!(&*zip.head(e, 3).unwrap(), b"hel");
             assert_eq!(zip.read_unverified(e, 4), Err(InspectError::TooBig));
         }
+    }
+
+    #[test]
+    fn broken_deflate_heads_fill_their_window() {
+        assert_eq!(broken_head_len(10, 4096, 0), 20);
+        assert_eq!(broken_head_len(10, 4096, 35), 40);
+        assert_eq!(broken_head_len(3000, 4096, 5), 4096);
+        assert_eq!(broken_head_len(0, 4096, 0), 0);
+        assert_eq!(broken_head_len(10, 16, 12), 16);
     }
 
     #[test]
