@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use safeweights::sharded::{plan_shards, shard_file_name, ShardIndex};
 use safeweights::{AtomicFile, Metadata, StreamingWriter, TensorSpec};
-use safeweights_pickle::zip::ZipArchive;
+use safeweights_archive::{ZipArchive, ZipWriter};
 
 use crate::error::{io_err, ConvertError, Result};
 use crate::npy;
@@ -17,7 +17,6 @@ use crate::safetensors_source::SafetensorsSource;
 use crate::source::{Entry, TensorSource};
 use crate::torch_source::TorchSource;
 use crate::torchw::{self, PickleTensor};
-use crate::zipw::ZipWriter;
 
 /// The `__metadata__` key under which non-tensor leaves are kept (as a JSON
 /// object text, dotted name → value) when [`ConvertOptions::metadata_leaves`] is set.
@@ -61,7 +60,10 @@ pub(crate) fn detect(path: &Path) -> Result<Input> {
         return Ok(Input::Npy);
     }
     if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
-        if let Ok(z) = ZipArchive::new(f) {
+        let zip = safeweights::FileSource::open(path)
+            .ok()
+            .map(ZipArchive::new);
+        if let Some(Ok(z)) = zip {
             let names: Vec<&str> = z.entries().iter().map(|e| e.name.as_str()).collect();
             let torchy = names.iter().any(|n| {
                 n.ends_with("/data.pkl") || n.contains("/code/") || n.ends_with("/constants.pkl")

@@ -44,7 +44,6 @@ mod safetensors_source;
 mod source;
 mod torch_source;
 mod torchw;
-pub mod zipw;
 
 use std::path::Path;
 use std::time::Instant;

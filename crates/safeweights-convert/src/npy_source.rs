@@ -1,10 +1,10 @@
 //! NumPy `.npy` files and `.npz` archives as a tensor source.
 
-use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use safeweights_pickle::zip::{Method, ReadAt, ZipArchive};
+use safeweights::{FileSource, Source as ByteSource};
+use safeweights_archive::{Method, ZipArchive, ZipError};
 
 use crate::error::{ConvertError, Result};
 use crate::npy::{parse_header, to_c_order_le, NpyHeader, MAX_HEADER};
@@ -40,8 +40,8 @@ struct Array {
 /// A `.npy` file or the arrays of a `.npz`.
 pub(crate) struct NpySource {
     file: PathBuf,
-    zip: Option<ZipArchive<File>>,
-    raw: Option<File>,
+    zip: Option<ZipArchive<FileSource>>,
+    raw: Option<FileSource>,
     arrays: Vec<Array>,
     entries: Vec<Entry>,
 }
@@ -58,10 +58,10 @@ fn entry_for(name: String, h: &NpyHeader) -> Entry {
 impl NpySource {
     /// A single `.npy`; its tensor is named after the file stem.
     pub fn open_npy(path: &Path) -> Result<Self> {
-        let f = File::open(path).map_err(crate::error::io_err(path))?;
-        let len = f.len().map_err(crate::error::io_err(path))?;
+        let f = FileSource::open(path).map_err(crate::error::io_err(path))?;
+        let len = f.len();
         let mut head = vec![0u8; len.min((MAX_HEADER + 12) as u64) as usize];
-        f.read_exact_at(&mut head, 0)
+        f.read_exact_at(0, &mut head)
             .map_err(crate::error::io_err(path))?;
         let h = parse_header(&head).map_err(|r| npy_err(path, None, r))?;
         check_len(path, None, &h, len)?;
@@ -84,19 +84,9 @@ impl NpySource {
 
     /// An `.npz`: every member must be a `.npy`; names drop the `.npy` suffix.
     pub fn open_npz(path: &Path) -> Result<Self> {
-        let f = File::open(path).map_err(crate::error::io_err(path))?;
-        let zip = ZipArchive::new(f).map_err(|(offset, kind)| safeweights_pickle::Error::Zip {
-            file: path.to_path_buf(),
-            offset,
-            kind,
-        })?;
-        let zerr = |(offset, kind)| {
-            ConvertError::Pickle(safeweights_pickle::Error::Zip {
-                file: path.to_path_buf(),
-                offset,
-                kind,
-            })
-        };
+        let f = FileSource::open(path).map_err(crate::error::io_err(path))?;
+        let zerr = |e| ConvertError::Pickle(safeweights_pickle::Error::zip(path, e));
+        let zip = ZipArchive::new(f).map_err(zerr)?;
         let mut arrays = Vec::new();
         let mut entries = Vec::new();
         for (i, e) in zip.entries().iter().enumerate() {
@@ -136,14 +126,8 @@ impl NpySource {
         })
     }
 
-    fn zerr(&self) -> impl Fn((u64, safeweights_pickle::ZipErrorKind)) -> ConvertError + '_ {
-        |(offset, kind)| {
-            ConvertError::Pickle(safeweights_pickle::Error::Zip {
-                file: self.file.clone(),
-                offset,
-                kind,
-            })
-        }
+    fn zerr(&self) -> impl Fn(ZipError) -> ConvertError + '_ {
+        |e| ConvertError::Pickle(safeweights_pickle::Error::zip(&self.file, e))
     }
 
     /// Raw (as stored) data bytes of array `i` at `offset`.
@@ -164,7 +148,7 @@ impl NpySource {
                 Ok(())
             }
             (Place::Direct(base), _, Some(f)) => f
-                .read_exact_at(buf, base + at)
+                .read_exact_at(base + at, buf)
                 .map_err(crate::error::io_err(&self.file)),
             _ => Err(npy_err(&self.file, None, "array source missing")),
         }

@@ -5,7 +5,7 @@
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
-use safeweights_convert::zipw::ZipWriter;
+use safeweights_archive::ZipWriter;
 use safeweights_convert::{convert, ConvertError, ConvertOptions};
 use safeweights_pickle::{Error as PE, PickleErrorKind};
 

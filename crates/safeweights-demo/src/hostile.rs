@@ -143,7 +143,7 @@ pub fn malicious_pickle() -> Vec<u8> {
 /// The file cannot be written.
 pub fn write_disguised_pickle_zip(path: &Path) -> Result<()> {
     let file = std::fs::File::create(path).map_err(|e| DemoError::io(path, e))?;
-    let mut zip = safeweights_convert::zipw::ZipWriter::new(file);
+    let mut zip = safeweights_archive::ZipWriter::new(file);
     zip.entry("archive/data.pkl", &malicious_pickle())
         .and_then(|()| zip.entry("archive/version", b"3\n"))
         .map_err(|e| DemoError::io(path, e))?;

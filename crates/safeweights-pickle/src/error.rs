@@ -2,9 +2,16 @@
 //!
 //! Every pickle error carries the byte offset (from the start of the pickle
 //! stream) of the opcode that broke a rule; the higher-level [`Error`] adds the
-//! file (and archive member) where it is known.
+//! file (and archive member) where it is known, and wraps the container
+//! errors of `safeweights-archive` with the file name.
+//!
+//! Every error implements [`Diagnostic`]; container errors delegate to the
+//! archive error they wrap.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use safeweights::{Diagnostic, ErrorClass};
+use safeweights_archive::{TarError, TarErrorKind, ZipError, ZipErrorKind};
 
 /// What rule a pickle stream broke.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -123,64 +130,6 @@ impl PickleError {
     }
 }
 
-/// A problem with a zip container.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ZipErrorKind {
-    /// No end-of-central-directory record.
-    #[error("no end of central directory record found")]
-    NoEndOfCentralDirectory,
-    /// A structure is truncated or lies outside the file.
-    #[error("truncated or out-of-bounds {what}")]
-    Truncated {
-        /// Which structure.
-        what: &'static str,
-    },
-    /// A signature did not match.
-    #[error("bad signature for {what}")]
-    BadSignature {
-        /// Which structure.
-        what: &'static str,
-    },
-    /// A field holds an impossible value.
-    #[error("invalid {what}: {reason}")]
-    Invalid {
-        /// Which field.
-        what: &'static str,
-        /// Why.
-        reason: String,
-    },
-    /// Entry uses an unsupported compression method or encryption.
-    #[error("entry {name:?}: unsupported {what}")]
-    Unsupported {
-        /// Entry name.
-        name: String,
-        /// What is unsupported.
-        what: String,
-    },
-    /// CRC-32 of the entry data does not match the directory.
-    #[error("entry {name:?}: CRC-32 mismatch (expected {expected:08x}, computed {computed:08x})")]
-    CrcMismatch {
-        /// Entry name.
-        name: String,
-        /// CRC from the central directory.
-        expected: u32,
-        /// CRC computed over the data.
-        computed: u32,
-    },
-    /// Decompression failed or produced the wrong size.
-    #[error("entry {name:?}: decompression failed: {reason}")]
-    Inflate {
-        /// Entry name.
-        name: String,
-        /// Why.
-        reason: String,
-    },
-    /// Entry not found.
-    #[error("entry {0:?} not found")]
-    NotFound(String),
-}
-
 /// Errors from reading checkpoints and archives.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -239,7 +188,7 @@ pub enum Error {
         /// Byte offset in the file of the header at fault.
         offset: u64,
         /// What went wrong.
-        kind: crate::tar::TarErrorKind,
+        kind: TarErrorKind,
     },
     /// A member of a legacy tar checkpoint holds inconsistent data (a storage
     /// shorter than declared, a bad record, a duplicate key, ...).
@@ -296,3 +245,182 @@ pub enum Error {
 
 /// Result alias for this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A zip error of the archive `file`.
+    pub fn zip(file: impl Into<PathBuf>, e: ZipError) -> Self {
+        Error::Zip {
+            file: file.into(),
+            offset: e.offset,
+            kind: e.kind,
+        }
+    }
+
+    /// A tar error of the archive `file`.
+    pub fn tar(file: impl Into<PathBuf>, e: TarError) -> Self {
+        Error::Tar {
+            file: file.into(),
+            offset: e.offset,
+            kind: e.kind,
+        }
+    }
+}
+
+impl Diagnostic for PickleErrorKind {
+    fn kind(&self) -> &'static str {
+        match self {
+            PickleErrorKind::UnexpectedEof { .. } => "pickle_unexpected_eof",
+            PickleErrorKind::MissingStop => "pickle_missing_stop",
+            PickleErrorKind::UnknownOpcode(_) => "pickle_unknown_opcode",
+            PickleErrorKind::UnsupportedProtocol(_) => "pickle_unsupported_protocol",
+            PickleErrorKind::InvalidArgument { .. } => "pickle_invalid_argument",
+            PickleErrorKind::StackUnderflow { .. } => "pickle_stack_underflow",
+            PickleErrorKind::MissingMark { .. } => "pickle_missing_mark",
+            PickleErrorKind::MemoKeyMissing(_) => "pickle_memo_key_missing",
+            PickleErrorKind::ForbiddenGlobal { .. } => "pickle_forbidden_global",
+            PickleErrorKind::BadCall { .. } => "pickle_bad_call",
+            PickleErrorKind::TypeMismatch { .. } => "pickle_type_mismatch",
+            PickleErrorKind::Unhashable { .. } => "pickle_unhashable",
+            PickleErrorKind::LimitExceeded { .. } => "pickle_limit_exceeded",
+            PickleErrorKind::Unsupported { .. } => "pickle_unsupported_opcode",
+            PickleErrorKind::BadPersistentId(_) => "pickle_bad_persistent_id",
+        }
+    }
+
+    fn class(&self) -> ErrorClass {
+        match self {
+            PickleErrorKind::UnsupportedProtocol(_) | PickleErrorKind::Unsupported { .. } => {
+                ErrorClass::Unsupported
+            }
+            PickleErrorKind::LimitExceeded { .. } => ErrorClass::Limit,
+            _ => ErrorClass::InvalidInput,
+        }
+    }
+}
+
+impl Diagnostic for PickleError {
+    fn kind(&self) -> &'static str {
+        self.kind.kind()
+    }
+    fn class(&self) -> ErrorClass {
+        self.kind.class()
+    }
+    /// The offset in the pickle stream (for archives: in the member).
+    fn offset(&self) -> Option<u64> {
+        Some(self.offset)
+    }
+}
+
+impl Diagnostic for Error {
+    fn kind(&self) -> &'static str {
+        match self {
+            Error::Io { .. } => "io",
+            Error::Pickle { source, .. } => source.kind.kind(),
+            Error::Zip { kind, .. } => <ZipErrorKind as Diagnostic>::kind(kind),
+            Error::TorchScript { .. } => "torchscript",
+            Error::LegacyTar { .. } => "legacy_tar_unsupported",
+            Error::Tar { kind, .. } => <TarErrorKind as Diagnostic>::kind(kind),
+            Error::TarMember { .. } => "tar_member_invalid",
+            Error::NotACheckpoint { .. } => "not_a_checkpoint",
+            Error::Invalid { .. } => "invalid_checkpoint",
+            Error::TensorOutOfBounds { .. } => "tensor_out_of_bounds",
+            Error::LimitExceeded { .. } => "limit_exceeded",
+        }
+    }
+
+    fn class(&self) -> ErrorClass {
+        match self {
+            Error::Io { .. } => ErrorClass::Io,
+            Error::Pickle { source, .. } => source.kind.class(),
+            Error::Zip { kind, .. } => kind.class(),
+            Error::Tar { kind, .. } => kind.class(),
+            Error::TorchScript { .. } | Error::LegacyTar { .. } | Error::NotACheckpoint { .. } => {
+                ErrorClass::Unsupported
+            }
+            Error::LimitExceeded { .. } => ErrorClass::Limit,
+            Error::TarMember { .. } | Error::Invalid { .. } | Error::TensorOutOfBounds { .. } => {
+                ErrorClass::InvalidInput
+            }
+        }
+    }
+
+    fn file(&self) -> Option<&Path> {
+        match self {
+            Error::Io { file, .. }
+            | Error::Pickle { file, .. }
+            | Error::Zip { file, .. }
+            | Error::TorchScript { file, .. }
+            | Error::LegacyTar { file }
+            | Error::Tar { file, .. }
+            | Error::TarMember { file, .. }
+            | Error::NotACheckpoint { file, .. }
+            | Error::Invalid { file, .. }
+            | Error::TensorOutOfBounds { file, .. }
+            | Error::LimitExceeded { file, .. } => Some(file.as_path()),
+        }
+        .filter(|f| !f.as_os_str().is_empty())
+    }
+
+    fn tensor(&self) -> Option<&str> {
+        match self {
+            Error::TensorOutOfBounds { tensor, .. } => Some(tensor),
+            _ => None,
+        }
+    }
+
+    /// For pickle errors, the offset in the pickle stream (the member of an
+    /// archive); otherwise in the file.
+    fn offset(&self) -> Option<u64> {
+        match self {
+            Error::Pickle { source, .. } => Some(source.offset),
+            Error::Zip { offset, .. }
+            | Error::Tar { offset, .. }
+            | Error::TarMember { offset, .. } => Some(*offset),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diagnostics_delegate_to_the_archive_error() {
+        let e = Error::zip(
+            "m.pt",
+            ZipError::new(
+                12,
+                ZipErrorKind::CrcMismatch {
+                    name: "a/data.pkl".into(),
+                    expected: 1,
+                    computed: 2,
+                },
+            ),
+        );
+        assert_eq!(e.kind(), "zip_crc_mismatch");
+        assert_eq!(e.class(), ErrorClass::InvalidInput);
+        assert_eq!(e.offset(), Some(12));
+        assert_eq!(e.file(), Some(Path::new("m.pt")));
+        assert!(e.to_string().starts_with("m.pt: zip error at byte 12: "));
+        let t = Error::tar("old.pt", TarError::new(512, TarErrorKind::BadChecksum));
+        assert_eq!(t.kind(), "tar_bad_checksum");
+        assert_eq!(
+            t.to_string(),
+            "old.pt: tar error at byte 512: header checksum mismatch"
+        );
+        let p = Error::Pickle {
+            file: "x.pkl".into(),
+            member: None,
+            source: PickleError::new(
+                3,
+                PickleErrorKind::ForbiddenGlobal {
+                    module: "os".into(),
+                    name: "system".into(),
+                },
+            ),
+        };
+        assert_eq!(p.kind(), "pickle_forbidden_global");
+        assert_eq!(p.offset(), Some(3));
+    }
+}

@@ -14,12 +14,15 @@
 //! - [`eval`]: the data-only evaluator, producing a [`value::Graph`] of
 //!   [`value::Value`]s and arena [`value::Node`]s (lists, dicts, tensors,
 //!   storages, dtypes, numpy arrays), bounded by [`eval::Limits`].
-//! - [`zip`]: a small strict zip reader with positioned reads and anomaly reporting.
-//! - [`tar`]: a small strict tar reader (ustar, pax, GNU long names) with positioned reads.
 //! - [`torch`]: PyTorch checkpoints (zip format, legacy pre-1.6 format,
 //!   legacy pre-0.4 tar format),
 //!   [`torch::TorchCheckpoint`] with flattened named tensors and JSON leaves,
 //!   and [`torch::TorchCheckpoint::copy_contiguous`] to stream tensor bytes.
+//!   Containers are read with `safeweights-archive` (re-exported as
+//!   [`archive`]) through a [`safeweights::Source`]; its errors are wrapped
+//!   in [`Error`] with the file name.
+//!
+//! Every error implements [`safeweights::Diagnostic`].
 #![deny(missing_docs)]
 
 pub mod dtype;
@@ -29,11 +32,11 @@ pub mod opcodes;
 pub mod value;
 
 pub use dtype::TorchDtype;
-pub use error::{Error, PickleError, PickleErrorKind, Result, ZipErrorKind};
+pub use error::{Error, PickleError, PickleErrorKind, Result};
 pub use eval::{evaluate, Limits};
+pub use safeweights_archive as archive;
+pub use safeweights_archive::{TarErrorKind, ZipErrorKind};
 pub use value::{Graph, Node, ObjId, Tensor, Value};
-pub mod tar;
 pub mod torch;
-pub mod zip;
 
 pub use torch::{Format, NamedTensor, TorchCheckpoint};

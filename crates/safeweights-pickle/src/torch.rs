@@ -8,12 +8,12 @@
 //! bytes are read on demand with positioned reads.
 
 use crate::dtype::TorchDtype;
-use crate::error::{Error, PickleError, PickleErrorKind, ZipErrorKind};
+use crate::error::{Error, PickleError, PickleErrorKind};
 use crate::eval::{evaluate_at, Limits};
 use crate::value::{Graph, Node, NumpyArray, Tensor, Value};
-use crate::zip::{Anomaly, Method, ReadAt, ZipArchive};
+use safeweights::{FileSource, Source};
+use safeweights_archive::zip::{Anomaly, Method, ZipArchive};
 use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -61,9 +61,9 @@ struct StorageInfo {
     len: u64,
 }
 
-/// An opened PyTorch checkpoint. `R` is the byte source (a [`File`] by default).
-#[derive(Debug)]
-pub struct TorchCheckpoint<R = File> {
+/// An opened PyTorch checkpoint. `R` is the byte source (a [`FileSource`]
+/// by default: positioned reads on the file).
+pub struct TorchCheckpoint<R = FileSource> {
     file: PathBuf,
     format: Format,
     big_endian: bool,
@@ -77,9 +77,27 @@ pub struct TorchCheckpoint<R = File> {
     limits: Limits,
 }
 
+/// Sources need not be `Debug`: the checkpoint shows what it read.
+impl<R> std::fmt::Debug for TorchCheckpoint<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TorchCheckpoint")
+            .field("file", &self.file)
+            .field("format", &self.format)
+            .field("big_endian", &self.big_endian)
+            .field("zip", &self.zip)
+            .field("graph", &self.graph)
+            .field("tensors", &self.tensors)
+            .field("leaves", &self.leaves)
+            .field("arrays", &self.arrays)
+            .field("storages", &self.storages)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
 const LEGACY_MAGIC: [u8; 10] = [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
 
-impl TorchCheckpoint<File> {
+impl TorchCheckpoint<FileSource> {
     /// Open a checkpoint file with default [`Limits`].
     pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
         Self::open_with_limits(path, Limits::default())
@@ -87,7 +105,7 @@ impl TorchCheckpoint<File> {
     /// Open a checkpoint file with the given limits.
     pub fn open_with_limits(path: impl AsRef<Path>, limits: Limits) -> Result<Self, Error> {
         let path = path.as_ref();
-        let f = File::open(path).map_err(|source| Error::Io {
+        let f = FileSource::open(path).map_err(|source| Error::Io {
             file: path.to_path_buf(),
             source,
         })?;
@@ -95,22 +113,22 @@ impl TorchCheckpoint<File> {
     }
 }
 
-impl<R: ReadAt> TorchCheckpoint<R> {
-    /// Read a checkpoint from any [`ReadAt`] source; `name` is used in errors.
+impl<R: Source> TorchCheckpoint<R> {
+    /// Read a checkpoint from any [`Source`]; `name` is used in errors.
     pub fn from_source(src: R, name: impl AsRef<Path>, limits: Limits) -> Result<Self, Error> {
         let file = name.as_ref().to_path_buf();
         let io = |source| Error::Io {
             file: file.clone(),
             source,
         };
-        let len = src.len().map_err(io)?;
+        let len = src.len();
         let mut head = vec![0u8; len.min(512) as usize];
-        src.read_exact_at(&mut head, 0).map_err(io)?;
+        src.read_exact_at(0, &mut head).map_err(io)?;
         if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
             return Self::open_zip(src, file, limits);
         }
         // torch.load tries the tar format first, too
-        if head.get(257..262) == Some(b"ustar") || crate::tar::is_tar(&head) {
+        if head.get(257..262) == Some(b"ustar") || safeweights_archive::tar::is_tar(&head) {
             return Self::open_legacy_tar(src, file, limits);
         }
         if head.starts_with(&[0x80, 0x02, 0x8a, 0x0a]) && head.get(4..14) == Some(&LEGACY_MAGIC) {
@@ -124,16 +142,8 @@ impl<R: ReadAt> TorchCheckpoint<R> {
     }
 
     fn open_zip(src: R, file: PathBuf, limits: Limits) -> Result<Self, Error> {
-        let zip = ZipArchive::new(src).map_err(|(offset, kind)| Error::Zip {
-            file: file.clone(),
-            offset,
-            kind,
-        })?;
-        let zerr = |(offset, kind): (u64, ZipErrorKind)| Error::Zip {
-            file: file.clone(),
-            offset,
-            kind,
-        };
+        let zip = ZipArchive::new(src).map_err(|e| Error::zip(&file, e))?;
+        let zerr = |e| Error::zip(&file, e);
         let first = zip.entries().first().ok_or_else(|| Error::NotACheckpoint {
             file: file.clone(),
             reason: "empty zip archive".into(),
@@ -220,14 +230,11 @@ impl<R: ReadAt> TorchCheckpoint<R> {
     }
 
     fn open_legacy(src: R, file: PathBuf, limits: Limits) -> Result<Self, Error> {
-        let len = src.len().map_err(|source| Error::Io {
-            file: file.clone(),
-            source,
-        })?;
+        let len = src.len();
         let mut window = len.min(1 << 20);
         loop {
             let mut buf = vec![0u8; window as usize];
-            src.read_exact_at(&mut buf, 0).map_err(|source| Error::Io {
+            src.read_exact_at(0, &mut buf).map_err(|source| Error::Io {
                 file: file.clone(),
                 source,
             })?;
@@ -284,7 +291,7 @@ impl<R: ReadAt> TorchCheckpoint<R> {
                 reason: format!("storage key {key:?} listed but never referenced"),
             })?;
             let mut n = [0u8; 8];
-            src.read_exact_at(&mut n, pos).map_err(|source| Error::Io {
+            src.read_exact_at(pos, &mut n).map_err(|source| Error::Io {
                 file: file.clone(),
                 source,
             })?;
@@ -493,11 +500,7 @@ impl<R: ReadAt> TorchCheckpoint<R> {
                     file: self.file.clone(),
                     reason: "storage entry vanished".into(),
                 })?;
-                let zerr = |(offset, kind)| Error::Zip {
-                    file: self.file.clone(),
-                    offset,
-                    kind,
-                };
+                let zerr = |e| Error::zip(&self.file, e);
                 if e.method == Method::Stored {
                     z.read_stored_at(e, offset, buf).map_err(zerr)
                 } else {
@@ -514,7 +517,7 @@ impl<R: ReadAt> TorchCheckpoint<R> {
                 }
             }
             (StorageLoc::Raw { offset: base }, _, Some(r)) => r
-                .read_exact_at(buf, base + offset)
+                .read_exact_at(base + offset, buf)
                 .map_err(|source| Error::Io {
                     file: self.file.clone(),
                     source,

@@ -1,10 +1,11 @@
 //! Property tests: arbitrary and mutated inputs never panic.
 
 use proptest::prelude::*;
+use safeweights::MemorySource;
+use safeweights_pickle::archive::ZipArchive;
 use safeweights_pickle::eval::{evaluate, Limits};
 use safeweights_pickle::opcodes::Ops;
 use safeweights_pickle::torch::{flatten_graph, TorchCheckpoint};
-use safeweights_pickle::zip::ZipArchive;
 
 fn limits() -> Limits {
     Limits::default()
@@ -24,7 +25,7 @@ fn fixture(name: &str) -> Vec<u8> {
 fn seeds() -> Vec<Vec<u8>> {
     let mut v = Vec::new();
     for f in ["nested.pt", "views.pt", "all_dtypes.pt"] {
-        let z = ZipArchive::new(fixture(f)).unwrap();
+        let z = ZipArchive::new(MemorySource::new(fixture(f))).unwrap();
         let e = z
             .entries()
             .iter()
@@ -116,7 +117,7 @@ proptest! {
     fn mutated_checkpoints(seed in 0usize..3, ms in proptest::collection::vec(mutation(), 1..4)) {
         let f = ["small.pt", "views_legacy.pt", "nested_legacy.pt"][seed];
         let d = apply(fixture(f), &ms);
-        if let Ok(ck) = TorchCheckpoint::from_source(d, f, limits()) {
+        if let Ok(ck) = TorchCheckpoint::from_source(MemorySource::new(d), f, limits()) {
             for t in ck.tensors() {
                 let _ = ck.tensor_bytes(&t.tensor);
             }

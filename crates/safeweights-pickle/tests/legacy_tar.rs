@@ -2,8 +2,10 @@
 //! tests/fixtures/make_legacy_tar.py and checked there with `torch.load`;
 //! compared with legacy_tar_expected.json (what torch loaded).
 
-use safeweights_pickle::tar::TarErrorKind;
+use safeweights::MemorySource;
+use safeweights_pickle::archive::tar;
 use safeweights_pickle::torch::{Format, TorchCheckpoint};
+use safeweights_pickle::TarErrorKind;
 use safeweights_pickle::{Error, Limits, PickleErrorKind};
 use serde_json::Value as J;
 use std::path::PathBuf;
@@ -217,7 +219,7 @@ fn tar(members: &[(&str, &[u8], u8)]) -> Vec<u8> {
 
 fn members() -> Vec<(String, Vec<u8>)> {
     let data = std::fs::read(fixture("legacy_tar.pt")).unwrap();
-    let t = safeweights_pickle::tar::parse(data.as_slice(), 16).unwrap();
+    let t = tar::parse(&MemorySource::new(data.clone()), 16).unwrap();
     t.entries
         .iter()
         .map(|e| {
@@ -227,8 +229,8 @@ fn members() -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-fn from_bytes(data: Vec<u8>) -> Result<TorchCheckpoint<Vec<u8>>, Error> {
-    TorchCheckpoint::from_source(data, "mem.pt", Limits::default())
+fn from_bytes(data: Vec<u8>) -> Result<TorchCheckpoint<MemorySource>, Error> {
+    TorchCheckpoint::from_source(MemorySource::new(data), "mem.pt", Limits::default())
 }
 
 #[test]

@@ -3,6 +3,7 @@
 //! Tests needing python3 print a note and pass when it is missing.
 #![allow(clippy::print_stderr)]
 
+use safeweights::MemorySource;
 use safeweights_pickle::eval::{evaluate, Limits};
 use safeweights_pickle::opcodes::{Arg, Opcode, Ops};
 use safeweights_pickle::torch::{flatten_graph, to_json, TorchCheckpoint};
@@ -325,7 +326,7 @@ fn hostile_pickle_in_torch_zip() {
     let code = "import zipfile, io, json, pickle, os\nclass E:\n    def __reduce__(self): return (os.system, ('echo pwned',))\nb = io.BytesIO()\nwith zipfile.ZipFile(b, 'w') as z:\n    z.writestr('archive/data.pkl', pickle.dumps({'w': E()}, protocol=2))\n    z.writestr('archive/version', '3')\nprint(json.dumps(b.getvalue().hex()))";
     let Some(j) = py(code) else { return };
     let bytes = unhex(j.as_str().unwrap());
-    match TorchCheckpoint::from_source(bytes, "evil.pt", Limits::default()) {
+    match TorchCheckpoint::from_source(MemorySource::new(bytes), "evil.pt", Limits::default()) {
         Err(Error::Pickle {
             member,
             source,

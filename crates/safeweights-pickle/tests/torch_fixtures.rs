@@ -1,6 +1,7 @@
 //! Checkpoints written by real `torch.save` (see tests/fixtures/make_fixtures.py),
 //! compared against expected.json computed by torch itself.
 
+use safeweights::MemorySource;
 use safeweights_pickle::torch::{Format, TorchCheckpoint};
 use safeweights_pickle::{Error, TorchDtype};
 use serde_json::Value as J;
@@ -138,7 +139,10 @@ fn views_and_ties_zip() {
     // anomalies: torch sets the data-descriptor bit, nothing else
     for a in ck.anomalies() {
         assert!(
-            matches!(a, safeweights_pickle::zip::Anomaly::DataDescriptor { .. }),
+            matches!(
+                a,
+                safeweights_pickle::archive::Anomaly::DataDescriptor { .. }
+            ),
             "{a:?}"
         );
     }
@@ -227,7 +231,12 @@ fn copy_contiguous_streams() {
 #[test]
 fn in_memory_source_and_corruption() {
     let bytes = std::fs::read(fixture("small.pt")).unwrap();
-    let ck = TorchCheckpoint::from_source(bytes.clone(), "mem.pt", Default::default()).unwrap();
+    let ck = TorchCheckpoint::from_source(
+        MemorySource::new(bytes.clone()),
+        "mem.pt",
+        Default::default(),
+    )
+    .unwrap();
     assert_eq!(ck.tensors().len(), 4);
     // flip a byte inside data.pkl: CRC mismatch must be reported
     let pos = bytes
@@ -235,7 +244,7 @@ fn in_memory_source_and_corruption() {
         .position(|w| w == b"data.pkl\x00")
         .unwrap_or(0);
     let _ = pos;
-    let z = safeweights_pickle::zip::ZipArchive::new(bytes.clone()).unwrap();
+    let z = safeweights_pickle::archive::ZipArchive::new(MemorySource::new(bytes.clone())).unwrap();
     let e = z
         .entries()
         .iter()
@@ -243,7 +252,7 @@ fn in_memory_source_and_corruption() {
         .unwrap();
     let mut bad = bytes.clone();
     bad[e.data_offset as usize + 3] ^= 0x55;
-    match TorchCheckpoint::from_source(bad, "bad.pt", Default::default()) {
+    match TorchCheckpoint::from_source(MemorySource::new(bad), "bad.pt", Default::default()) {
         Err(Error::Zip { kind, .. }) => {
             assert!(matches!(
                 kind,
@@ -254,7 +263,11 @@ fn in_memory_source_and_corruption() {
     }
     // truncation at every 97th byte never panics
     for cut in (0..bytes.len()).step_by(97) {
-        let _ = TorchCheckpoint::from_source(bytes[..cut].to_vec(), "cut.pt", Default::default());
+        let _ = TorchCheckpoint::from_source(
+            MemorySource::new(bytes[..cut].to_vec()),
+            "cut.pt",
+            Default::default(),
+        );
     }
 }
 
@@ -264,7 +277,8 @@ fn storage_too_small_is_typed_error() {
     // legacy file and cut the final storage short
     let bytes = std::fs::read(fixture("views_legacy.pt")).unwrap();
     let cut = bytes[..bytes.len() - 4].to_vec();
-    let err = TorchCheckpoint::from_source(cut, "short.pt", Default::default()).unwrap_err();
+    let err = TorchCheckpoint::from_source(MemorySource::new(cut), "short.pt", Default::default())
+        .unwrap_err();
     assert!(
         matches!(err, Error::Invalid { .. } | Error::Io { .. }),
         "{err}"

@@ -37,7 +37,7 @@ pub(crate) fn sniff(data: &[u8]) -> Format {
     if looks_like_safetensors(data) {
         return Format::Safetensors;
     }
-    if crate::tar::is_tar(data) {
+    if safeweights_archive::tar::is_tar(data) {
         return Format::Tar;
     }
     if crate::pickle::looks_like_pickle(data) {

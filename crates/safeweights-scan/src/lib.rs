@@ -37,7 +37,6 @@ mod report;
 mod rules;
 mod scanner;
 mod severity;
-mod tar;
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};

@@ -4,7 +4,8 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use safeweights::{Header, HeaderError, ParseOptions};
-use safeweights_pickle::zip::{crc32, Anomaly, Entry, InspectError, Method, ZipArchive};
+use safeweights_archive::zip::{crc32, Anomaly, Entry, Method, ZipArchive};
+use safeweights_archive::{gzip, tar, GzipError, InspectError, SliceSource, ZipError};
 
 use crate::formats::{self, sniff};
 use crate::options::{Policy, ScanOptions};
@@ -12,7 +13,6 @@ use crate::pickle::{self, RawFinding, Walk};
 use crate::report::{Finding, Format, Report, ScanError, ScannedFile};
 use crate::rules::RuleId;
 use crate::severity::Severity;
-use crate::tar;
 
 /// Bytes read to identify an archive member.
 const SNIFF: usize = 4096;
@@ -188,7 +188,7 @@ impl<'o> Scanner<'o> {
             }
             Format::Gguf => fmt,
             _ => {
-                if ZipArchive::inspect(data).is_ok() {
+                if ZipArchive::inspect(SliceSource::new(data)).is_ok() {
                     // Zip readers that find the directory from the end accept this.
                     self.zip(data, path, depth)
                 } else {
@@ -427,14 +427,14 @@ impl<'o> Scanner<'o> {
     }
 
     fn gzip(&mut self, data: &[u8], path: &mut Vec<String>, depth: usize) {
-        match tar::gunzip(data, self.remaining()) {
+        match gzip::gunzip(data, self.remaining()) {
             Ok(g) => {
                 self.expanded += g.data.len() as u64;
                 let name = g.name.unwrap_or_else(|| "<gunzip>".into());
                 self.recurse(&g.data, path, name, depth, false);
             }
-            Err(tar::GzError::TooBig) => self.limit_expanded(path),
-            Err(tar::GzError::Corrupt(m)) => self.add(
+            Err(GzipError::TooBig) => self.limit_expanded(path),
+            Err(GzipError::Corrupt(m)) => self.add(
                 path,
                 Severity::Medium,
                 RuleId::GzipMalformed,
@@ -447,15 +447,18 @@ impl<'o> Scanner<'o> {
     }
 
     fn tar(&mut self, data: &[u8], path: &mut Vec<String>, depth: usize) {
-        let t = tar::parse(data, self.opts.limits.max_members);
-        if let Some((off, m)) = &t.error {
+        let t = tar::parse_bytes(data, self.opts.limits.max_members);
+        if let Some(err) = &t.error {
             self.add(
                 path,
                 Severity::Medium,
                 RuleId::TarMalformed,
-                format!("tar archive is broken at offset {off}: {m}"),
+                format!(
+                    "tar archive is broken at offset {}: {}",
+                    err.offset, err.kind
+                ),
                 "readers may disagree on what the archive holds",
-                Some(*off),
+                Some(err.offset),
                 None,
             );
         }
@@ -506,9 +509,9 @@ impl<'o> Scanner<'o> {
     }
 
     fn zip(&mut self, data: &[u8], path: &mut Vec<String>, depth: usize) -> Format {
-        let zip = match ZipArchive::inspect(data) {
+        let zip = match ZipArchive::inspect(SliceSource::new(data)) {
             Ok(z) => z,
-            Err((offset, kind)) => {
+            Err(ZipError { offset, kind, .. }) => {
                 let m = format!("{kind} at offset {offset}");
                 self.add(
                     path,
@@ -670,7 +673,7 @@ impl<'o> Scanner<'o> {
     /// Reads a whole member within the expanded-size budget, checking its CRC.
     fn member<'z>(
         &mut self,
-        zip: &ZipArchive<&'z [u8]>,
+        zip: &'z ZipArchive<SliceSource<'_>>,
         e: &Entry,
         path: &[String],
     ) -> Option<std::borrow::Cow<'z, [u8]>> {

@@ -995,7 +995,7 @@ fn convert_refuses_code_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     // A torch zip archive whose data.pkl calls os.system.
     let evil = dir.path().join("model.bin");
-    let mut zip = safeweights_convert::zipw::ZipWriter::new(std::fs::File::create(&evil).unwrap());
+    let mut zip = safeweights_archive::ZipWriter::new(std::fs::File::create(&evil).unwrap());
     zip.entry("archive/data.pkl", &malicious_pickle()).unwrap();
     zip.entry("archive/version", b"3\n").unwrap();
     zip.finish().unwrap();

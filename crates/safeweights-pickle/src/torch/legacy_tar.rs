@@ -18,9 +18,9 @@ use super::{StorageInfo, StorageLoc, TorchCheckpoint};
 use crate::dtype::TorchDtype;
 use crate::error::{Error, PickleError};
 use crate::eval::{evaluate_at, evaluate_legacy_tar_object, evaluate_legacy_tar_record, Limits};
-use crate::tar::{self, TarEntry};
 use crate::value::{Global, Graph, Node, StorageRef, Tensor, Value};
-use crate::zip::ReadAt;
+use safeweights::Source;
+use safeweights_archive::tar::{self, TarEntry};
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -66,7 +66,7 @@ struct Member<'a, R> {
     size: u64,
 }
 
-impl<R: ReadAt> Member<'_, R> {
+impl<R: Source> Member<'_, R> {
     fn err(&self, at: u64, reason: impl Into<String>) -> Error {
         Error::TarMember {
             file: self.file.clone(),
@@ -104,7 +104,7 @@ impl<R: ReadAt> Member<'_, R> {
         let n = usize::try_from(len).map_err(|_| self.err(at, "read too large"))?;
         let mut buf = vec![0u8; n];
         self.src
-            .read_exact_at(&mut buf, self.offset + at)
+            .read_exact_at(self.offset + at, &mut buf)
             .map_err(|e| self.io(e))?;
         Ok(buf)
     }
@@ -214,14 +214,14 @@ fn non_negative(v: &Value) -> Option<u64> {
     }
 }
 
-impl<R: ReadAt> TorchCheckpoint<R> {
+impl<R: Source> TorchCheckpoint<R> {
     pub(super) fn open_legacy_tar(src: R, file: PathBuf, limits: Limits) -> Result<Self, Error> {
         let t = tar::parse(&src, MAX_MEMBERS).map_err(|source| Error::Io {
             file: file.clone(),
             source,
         })?;
-        if let Some((offset, kind)) = t.error {
-            return Err(Error::Tar { file, offset, kind });
+        if let Some(e) = t.error {
+            return Err(Error::tar(file, e));
         }
         if t.more {
             return Err(Error::LimitExceeded {

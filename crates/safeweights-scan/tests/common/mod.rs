@@ -17,6 +17,14 @@ pub fn crc32(data: &[u8]) -> u32 {
     !c
 }
 
+/// Raw deflate (level 6), as zip members and gzip bodies hold it.
+pub fn deflate(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::new(6));
+    e.write_all(data).expect("deflate into memory");
+    e.finish().expect("deflate into memory")
+}
+
 // ---------- pickles ----------
 
 /// SHORT_BINUNICODE + MEMOIZE.
@@ -149,7 +157,7 @@ pub fn zip_with(members: &[Member], prefix: &[u8]) -> Vec<u8> {
     for mb in members {
         let off = (out.len() - prefix.len()) as u32;
         let body = if mb.deflate {
-            miniz_oxide::deflate::compress_to_vec(&mb.data, 6)
+            deflate(&mb.data)
         } else {
             mb.data.clone()
         };
@@ -297,7 +305,7 @@ pub fn tar(members: &[(&str, &[u8])]) -> Vec<u8> {
 
 pub fn gzip(data: &[u8]) -> Vec<u8> {
     let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
-    out.extend(miniz_oxide::deflate::compress_to_vec(data, 6));
+    out.extend(deflate(data));
     out.extend_from_slice(&crc32(data).to_le_bytes());
     out.extend_from_slice(&(data.len() as u32).to_le_bytes());
     out

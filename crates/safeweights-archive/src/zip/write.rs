@@ -5,7 +5,7 @@
 
 use std::io::{self, Seek, SeekFrom, Write};
 
-use safeweights_pickle::zip::crc32;
+use super::spec::{CDH_SIG, EOCD_SIG, LFH_SIG, UTF8_NAMES, ZIP64_EOCD_SIG, ZIP64_LOC_SIG};
 
 const ALIGN: u64 = 64;
 const U32_MAX: u64 = 0xFFFF_FFFF;
@@ -29,7 +29,7 @@ struct OpenEntry {
     header_offset: u64,
     expected: u64,
     written: u64,
-    crc: u32,
+    crc: crc32fast::Hasher,
 }
 
 fn le16(v: &mut Vec<u8>, x: u16) {
@@ -64,9 +64,9 @@ impl<W: Write + Seek> ZipWriter<W> {
         }
         let zip64 = size >= U32_MAX;
         let mut h = Vec::with_capacity(30 + name.len() + 128);
-        le32(&mut h, 0x0403_4b50);
+        le32(&mut h, LFH_SIG);
         le16(&mut h, if zip64 { 45 } else { 20 });
-        le16(&mut h, 0x0800); // UTF-8 names
+        le16(&mut h, UTF8_NAMES);
         le16(&mut h, 0); // stored
         le16(&mut h, 0);
         le16(&mut h, 0x21); // 1980-01-01
@@ -95,7 +95,7 @@ impl<W: Write + Seek> ZipWriter<W> {
             header_offset: self.pos,
             expected: size,
             written: 0,
-            crc: 0,
+            crc: crc32fast::Hasher::new(),
         });
         self.records.push(Record {
             name: name.to_owned(),
@@ -126,11 +126,12 @@ impl<W: Write + Seek> ZipWriter<W> {
                 e.written, e.expected
             )));
         }
+        let crc = e.crc.finalize();
         self.out.seek(SeekFrom::Start(e.header_offset + 14))?;
-        self.out.write_all(&e.crc.to_le_bytes())?;
+        self.out.write_all(&crc.to_le_bytes())?;
         self.out.seek(SeekFrom::Start(self.pos))?;
         if let Some(r) = self.records.last_mut() {
-            r.crc = e.crc;
+            r.crc = crc;
         }
         Ok(())
     }
@@ -144,10 +145,10 @@ impl<W: Write + Seek> ZipWriter<W> {
         let mut cd = Vec::new();
         for r in &self.records {
             let zip64 = r.size >= U32_MAX || r.offset >= U32_MAX;
-            le32(&mut cd, 0x0201_4b50);
+            le32(&mut cd, CDH_SIG);
             le16(&mut cd, if zip64 { 45 } else { 20 });
             le16(&mut cd, if zip64 { 45 } else { 20 });
-            le16(&mut cd, 0x0800);
+            le16(&mut cd, UTF8_NAMES);
             le16(&mut cd, 0);
             le16(&mut cd, 0);
             le16(&mut cd, 0x21);
@@ -188,7 +189,7 @@ impl<W: Write + Seek> ZipWriter<W> {
         let need64 = n >= 0xFFFF || cd_size >= U32_MAX || cd_start >= U32_MAX;
         if need64 {
             let z64 = self.pos;
-            le32(&mut end, 0x0606_4b50);
+            le32(&mut end, ZIP64_EOCD_SIG);
             le64(&mut end, 44);
             le16(&mut end, 45);
             le16(&mut end, 45);
@@ -198,12 +199,12 @@ impl<W: Write + Seek> ZipWriter<W> {
             le64(&mut end, n);
             le64(&mut end, cd_size);
             le64(&mut end, cd_start);
-            le32(&mut end, 0x0706_4b50);
+            le32(&mut end, ZIP64_LOC_SIG);
             le32(&mut end, 0);
             le64(&mut end, z64);
             le32(&mut end, 1);
         }
-        le32(&mut end, 0x0605_4b50);
+        le32(&mut end, EOCD_SIG);
         le16(&mut end, 0);
         le16(&mut end, 0);
         let n16 = if need64 { 0xFFFF } else { n as u16 };
@@ -242,12 +243,62 @@ impl<W: Write + Seek> Write for ZipWriter<W> {
             return Err(io::Error::other("more bytes than the zip entry's size"));
         }
         self.out.write_all(buf)?;
-        e.crc = crc32(e.crc, buf);
+        e.crc.update(buf);
         e.written += buf.len() as u64;
         self.pos += buf.len() as u64;
         Ok(buf.len())
     }
     fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::entry::Method;
+    use super::super::read::ZipArchive;
+    use super::*;
+    use safeweights::MemorySource;
+
+    #[test]
+    fn written_archives_read_back_aligned() {
+        let mut w = ZipWriter::new(io::Cursor::new(Vec::new()));
+        w.entry("archive/data.pkl", b"pickle bytes").unwrap();
+        w.start_entry("archive/data/0", 100).unwrap();
+        w.write_all(&[7u8; 60]).unwrap();
+        w.write_all(&[9u8; 40]).unwrap();
+        w.finish_entry().unwrap();
+        let bytes = w.finish().unwrap().into_inner();
+        let zip = ZipArchive::new(MemorySource::new(bytes)).unwrap();
+        assert!(zip.anomalies().is_empty(), "{:?}", zip.anomalies());
+        assert_eq!(zip.entries().len(), 2);
+        for e in zip.entries() {
+            assert_eq!(e.method, Method::Stored);
+            assert_eq!(e.data_offset % ALIGN, 0, "{}", e.name);
+        }
+        let e = zip.entry("archive/data/0").unwrap();
+        let data = zip.read(e, 1000).unwrap();
+        assert_eq!(&data[..60], &[7u8; 60]);
+        assert_eq!(&data[60..], &[9u8; 40]);
+        let e = zip.entry("archive/data.pkl").unwrap();
+        assert_eq!(zip.read(e, 1000).unwrap(), b"pickle bytes");
+    }
+
+    #[test]
+    fn sizes_are_enforced() {
+        let mut w = ZipWriter::new(io::Cursor::new(Vec::new()));
+        w.start_entry("a", 3).unwrap();
+        assert!(w.write_all(b"abcd").is_err());
+        w.write_all(b"ab").unwrap();
+        assert!(w.finish_entry().is_err());
+        let mut w = ZipWriter::new(io::Cursor::new(Vec::new()));
+        w.start_entry("a", 1).unwrap();
+        assert!(w.start_entry("b", 1).is_err());
+        let w = {
+            let mut w = ZipWriter::new(io::Cursor::new(Vec::new()));
+            w.start_entry("a", 1).unwrap();
+            w
+        };
+        assert!(w.finish().is_err());
     }
 }

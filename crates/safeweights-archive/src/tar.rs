@@ -1,13 +1,16 @@
 //! A small strict tar reader (ustar, pax, GNU long names) with positioned reads.
 //!
-//! [`parse`] walks the 512-byte headers of an archive through any [`ReadAt`]
-//! source without touching member data, and returns the members it found plus
+//! [`parse`] walks the 512-byte headers of an archive through any [`Source`]
+//! ([`parse_bytes`] for bytes in memory) without touching member data, and returns the members it found plus
 //! the first structural problem (members read before it are kept, so scanners
 //! can still look at them; checkpoint readers treat any problem as fatal).
 //! Every member it returns lies entirely inside the source:
 //! `offset + size <= len`.
 
-use crate::zip::ReadAt;
+use safeweights::Source;
+
+use crate::error::{TarError, TarErrorKind};
+use crate::slice::SliceSource;
 
 /// Largest pax extended header or GNU long name/link body read into memory.
 pub const MAX_META_BYTES: u64 = 1 << 20;
@@ -34,50 +37,14 @@ pub struct TarEntry {
     pub link: String,
 }
 
-/// A structural problem in a tar archive.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum TarErrorKind {
-    /// The archive ends inside a 512-byte header.
-    #[error("truncated header")]
-    TruncatedHeader,
-    /// The header checksum does not match.
-    #[error("header checksum mismatch")]
-    BadChecksum,
-    /// A numeric header field is not a valid octal or base-256 number.
-    #[error("bad {0} field")]
-    BadField(&'static str),
-    /// Size arithmetic overflows.
-    #[error("size overflows")]
-    SizeOverflow,
-    /// A member's data runs past the end of the archive.
-    #[error("member of {size} bytes runs past the end")]
-    PastEnd {
-        /// Declared size.
-        size: u64,
-    },
-    /// A pax header or GNU long name is larger than [`MAX_META_BYTES`].
-    #[error("{what} of {size} bytes exceeds the {max}-byte limit")]
-    MetaTooLarge {
-        /// Which header.
-        what: &'static str,
-        /// Declared size.
-        size: u64,
-        /// The limit.
-        max: u64,
-    },
-    /// A pax extended header is malformed.
-    #[error("malformed pax header: {0}")]
-    BadPax(String),
-}
-
 /// Parse result: members plus the first structural problem, if any.
 #[derive(Debug, Default, Clone)]
 pub struct Tar {
     /// Members in archive order (pax / GNU metadata headers folded in).
     pub entries: Vec<TarEntry>,
-    /// `(offset of the bad header, problem)`; members before it are kept.
-    pub error: Option<(u64, TarErrorKind)>,
+    /// The first structural problem, with the offset of the bad header;
+    /// members before it are kept.
+    pub error: Option<TarError>,
     /// Parsing stopped because more than `max_entries` members were found.
     pub more: bool,
 }
@@ -179,14 +146,14 @@ fn pax_records(body: &[u8]) -> Result<Vec<(String, String)>, TarErrorKind> {
 /// (recorded in [`Tar::error`]), or once more than `max_entries` members were
 /// collected ([`Tar::more`]). I/O errors other than reading past the end are
 /// returned as `Err`.
-pub fn parse<R: ReadAt + ?Sized>(src: &R, max_entries: usize) -> std::io::Result<Tar> {
-    let len = src.len()?;
+pub fn parse<R: Source + ?Sized>(src: &R, max_entries: usize) -> std::io::Result<Tar> {
+    let len = src.len();
     let mut t = Tar::default();
     let mut pos: u64 = 0;
     let mut long_name: Option<String> = None;
     let mut long_link: Option<String> = None;
     let mut pax_size: Option<u64> = None;
-    let fail = |t: &mut Tar, at: u64, k: TarErrorKind| t.error = Some((at, k));
+    let fail = |t: &mut Tar, at: u64, k: TarErrorKind| t.error = Some(TarError::new(at, k));
     loop {
         if t.entries.len() > max_entries {
             t.more = true;
@@ -200,7 +167,7 @@ pub fn parse<R: ReadAt + ?Sized>(src: &R, max_entries: usize) -> std::io::Result
             fail(&mut t, pos, TarErrorKind::TruncatedHeader);
             break;
         }
-        src.read_exact_at(&mut h, pos)?;
+        src.read_exact_at(pos, &mut h)?;
         if h.iter().all(|&b| b == 0) {
             break;
         }
@@ -255,7 +222,7 @@ pub fn parse<R: ReadAt + ?Sized>(src: &R, max_entries: usize) -> std::io::Result
                         break;
                     }
                 };
-                src.read_exact_at(&mut content, body)?;
+                src.read_exact_at(body, &mut content)?;
                 match kind {
                     b'L' => long_name = Some(cstr(&content)),
                     b'K' => long_link = Some(cstr(&content)),
@@ -317,6 +284,16 @@ pub fn parse<R: ReadAt + ?Sized>(src: &R, max_entries: usize) -> std::io::Result
     Ok(t)
 }
 
+/// [`parse`] over bytes in memory. Reading a slice fails only past its end,
+/// which `parse` checks before every read, so this cannot fail with an I/O
+/// error; were it to, the problem is reported as a truncated header at byte 0.
+pub fn parse_bytes(data: &[u8], max_entries: usize) -> Tar {
+    parse(&SliceSource::new(data), max_entries).unwrap_or_else(|_| Tar {
+        error: Some(TarError::new(0, TarErrorKind::TruncatedHeader)),
+        ..Tar::default()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,7 +332,7 @@ mod tests {
         member(&mut t, "PaxHeader", pax.as_bytes(), b'x');
         member(&mut t, "short", b"xy", b'0');
         t.extend_from_slice(&[0u8; 1024]);
-        let r = parse(t.as_slice(), 10).unwrap();
+        let r = parse(&SliceSource::new(&t), 10).unwrap();
         assert!(r.error.is_none(), "{:?}", r.error);
         assert_eq!(r.entries.len(), 2);
         assert_eq!(r.entries[0].name, "a");
@@ -369,26 +346,38 @@ mod tests {
     fn structural_errors() {
         let mut t = Vec::new();
         member(&mut t, "a", &[1u8; 600], b'0');
-        let r = parse(&t[..700], 10).unwrap();
-        assert_eq!(r.error, Some((0, TarErrorKind::PastEnd { size: 600 })));
-        let r = parse(&t[..100], 10).unwrap();
-        assert_eq!(r.error, Some((0, TarErrorKind::TruncatedHeader)));
+        let r = parse(&SliceSource::new(&t[..700]), 10).unwrap();
+        assert_eq!(
+            r.error,
+            Some(TarError::new(0, TarErrorKind::PastEnd { size: 600 }))
+        );
+        let r = parse(&SliceSource::new(&t[..100]), 10).unwrap();
+        assert_eq!(
+            r.error,
+            Some(TarError::new(0, TarErrorKind::TruncatedHeader))
+        );
         let mut bad = t.clone();
         bad[0] = b'b';
-        let r = parse(bad.as_slice(), 10).unwrap();
-        assert_eq!(r.error, Some((0, TarErrorKind::BadChecksum)));
+        let r = parse(&SliceSource::new(&bad), 10).unwrap();
+        assert_eq!(r.error, Some(TarError::new(0, TarErrorKind::BadChecksum)));
         let mut many = Vec::new();
         for i in 0..5 {
             member(&mut many, &format!("m{i}"), b"", b'0');
         }
-        let r = parse(many.as_slice(), 2).unwrap();
+        let r = parse(&SliceSource::new(&many), 2).unwrap();
         assert!(r.more);
         assert_eq!(r.entries.len(), 3);
         let mut pax = Vec::new();
         member(&mut pax, "PaxHeader", b"99 path=x\n", b'x');
         member(&mut pax, "f", b"", b'0');
-        let r = parse(pax.as_slice(), 10).unwrap();
-        assert!(matches!(r.error, Some((0, TarErrorKind::BadPax(_)))));
+        let r = parse(&SliceSource::new(&pax), 10).unwrap();
+        assert!(matches!(
+            r.error,
+            Some(TarError {
+                offset: 0,
+                kind: TarErrorKind::BadPax(_)
+            })
+        ));
     }
 
     #[test]
@@ -396,12 +385,12 @@ mod tests {
         let mut t = Vec::new();
         member(&mut t, "a", b"hello", b'0');
         for cut in 0..t.len() {
-            let _ = parse(&t[..cut], 10);
+            let _ = parse(&SliceSource::new(&t[..cut]), 10);
         }
         for i in 0..t.len() {
             let mut m = t.clone();
             m[i] ^= 0xa5;
-            let _ = parse(m.as_slice(), 10);
+            let _ = parse(&SliceSource::new(&m), 10);
         }
     }
 }
