@@ -106,7 +106,7 @@ def test_convert_errors(tmp_path):
     before = dst.read_bytes()
     with pytest.raises(ConversionError) as e:
         safeweights.convert(src, dst)
-    assert e.value.kind == "destination-exists"
+    assert e.value.kind == "destination_exists"
     assert e.value.file == str(dst)
     assert dst.read_bytes() == before
     safeweights.convert(src, dst, overwrite=True)

@@ -1,6 +1,11 @@
 //! Errors. Every variant names the file (and the tensor where there is one).
+//!
+//! A variant with a `#[source]` does not repeat it in its own message; show
+//! [`Diagnostic::message`], which joins the chain.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use safeweights::{Diagnostic, ErrorClass};
 
 /// Why a conversion failed. When this is returned, nothing was left at the
 /// destination: partial outputs are removed.
@@ -15,7 +20,7 @@ pub enum ConvertError {
     #[error(transparent)]
     Format(#[from] safeweights::Error),
     /// An I/O error on a named file.
-    #[error("{file}: I/O error: {source}")]
+    #[error("{file}: I/O error")]
     Io {
         /// The file.
         file: PathBuf,
@@ -87,6 +92,191 @@ pub enum ConvertError {
         /// What differed.
         reason: String,
     },
+}
+
+impl Diagnostic for ConvertError {
+    /// The core's kind for [`ConvertError::Format`], the pickle reader's for
+    /// [`ConvertError::Pickle`], the converter's own otherwise.
+    fn kind(&self) -> &'static str {
+        match self {
+            ConvertError::Pickle(e) => pickle::kind(e),
+            ConvertError::Format(e) => e.kind(),
+            ConvertError::Io { .. } => "io",
+            ConvertError::UnsupportedTensor { .. } => "unsupported_tensor",
+            ConvertError::Unsupported { .. } => "unsupported",
+            ConvertError::Npy { .. } => "npy",
+            ConvertError::DuplicateName { .. } => "duplicate_name",
+            ConvertError::DestinationExists { .. } => "destination_exists",
+            ConvertError::Folder { .. } => "folder",
+            ConvertError::Verification { .. } => "verification",
+        }
+    }
+
+    fn class(&self) -> ErrorClass {
+        match self {
+            ConvertError::Pickle(e) => pickle::class(e),
+            ConvertError::Format(e) => e.class(),
+            ConvertError::Io { .. } | ConvertError::Verification { .. } => ErrorClass::Io,
+            ConvertError::UnsupportedTensor { .. } | ConvertError::Unsupported { .. } => {
+                ErrorClass::Unsupported
+            }
+            ConvertError::Npy { .. }
+            | ConvertError::DuplicateName { .. }
+            | ConvertError::Folder { .. } => ErrorClass::InvalidInput,
+            ConvertError::DestinationExists { .. } => ErrorClass::Usage,
+        }
+    }
+
+    fn file(&self) -> Option<&Path> {
+        match self {
+            ConvertError::Pickle(e) => pickle::file(e),
+            ConvertError::Format(e) => e.file(),
+            ConvertError::Io { file, .. }
+            | ConvertError::UnsupportedTensor { file, .. }
+            | ConvertError::Unsupported { file, .. }
+            | ConvertError::Npy { file, .. }
+            | ConvertError::DuplicateName { file, .. }
+            | ConvertError::Verification { file, .. } => Some(file),
+            ConvertError::DestinationExists { path } => Some(path),
+            ConvertError::Folder { folder, .. } => Some(folder),
+        }
+    }
+
+    fn tensor(&self) -> Option<&str> {
+        match self {
+            ConvertError::Pickle(e) => pickle::tensor(e),
+            ConvertError::Format(e) => e.tensor(),
+            ConvertError::UnsupportedTensor { tensor, .. }
+            | ConvertError::Verification { tensor, .. } => Some(tensor),
+            ConvertError::DuplicateName { name, .. } => Some(name),
+            ConvertError::Io { .. }
+            | ConvertError::Unsupported { .. }
+            | ConvertError::Npy { .. }
+            | ConvertError::DestinationExists { .. }
+            | ConvertError::Folder { .. } => None,
+        }
+    }
+
+    fn offset(&self) -> Option<u64> {
+        match self {
+            ConvertError::Pickle(e) => pickle::offset(e),
+            ConvertError::Format(e) => e.offset(),
+            ConvertError::Io { .. }
+            | ConvertError::UnsupportedTensor { .. }
+            | ConvertError::Unsupported { .. }
+            | ConvertError::Npy { .. }
+            | ConvertError::DuplicateName { .. }
+            | ConvertError::DestinationExists { .. }
+            | ConvertError::Folder { .. }
+            | ConvertError::Verification { .. } => None,
+        }
+    }
+
+    fn details(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut map = serde_json::Map::new();
+        match self {
+            ConvertError::Format(e) => return e.details(),
+            ConvertError::Pickle(_) => {}
+            ConvertError::Io { source, .. } => {
+                map.insert("io_kind".into(), format!("{:?}", source.kind()).into());
+            }
+            ConvertError::UnsupportedTensor { .. }
+            | ConvertError::Npy { .. }
+            | ConvertError::Unsupported { .. }
+            | ConvertError::DuplicateName { .. }
+            | ConvertError::DestinationExists { .. }
+            | ConvertError::Folder { .. }
+            | ConvertError::Verification { .. } => {}
+        }
+        if let Some(m) = self.member() {
+            map.insert("member".into(), m.into());
+        }
+        map
+    }
+}
+
+impl ConvertError {
+    /// The archive member (`archive/data.pkl`) or `.npz` member the error is
+    /// about, when there is one.
+    pub fn member(&self) -> Option<&str> {
+        match self {
+            ConvertError::Pickle(safeweights_pickle::Error::Pickle { member, .. })
+            | ConvertError::Npy { member, .. } => member.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// The facts of a pickle reader error, through its public enum.
+///
+/// Provisional: `safeweights-pickle` does not implement
+/// [`Diagnostic`] yet. When it does, [`ConvertError::Pickle`] delegates to
+/// it and this module goes. The kinds are the ones the Python `kind`
+/// attribute of `ConversionError` has always used.
+mod pickle {
+    use std::path::Path;
+
+    use safeweights::ErrorClass;
+    use safeweights_pickle::{Error as P, PickleErrorKind as K};
+
+    pub(super) fn kind(e: &P) -> &'static str {
+        match e {
+            P::Io { .. } => "io",
+            P::Pickle { source, .. } => match source.kind {
+                K::ForbiddenGlobal { .. } | K::BadCall { .. } => "unsafe",
+                _ => "pickle",
+            },
+            P::Zip { .. } => "zip",
+            P::TorchScript { .. } => "unsafe",
+            P::TensorOutOfBounds { .. } | P::Invalid { .. } => "invalid",
+            P::LegacyTar { .. } | P::NotACheckpoint { .. } => "unsupported",
+            P::LimitExceeded { .. } => "limit",
+            _ => "pickle",
+        }
+    }
+
+    pub(super) fn class(e: &P) -> ErrorClass {
+        match kind(e) {
+            "io" => ErrorClass::Io,
+            "unsupported" => ErrorClass::Unsupported,
+            "limit" => ErrorClass::Limit,
+            _ => ErrorClass::InvalidInput,
+        }
+    }
+
+    pub(super) fn file(e: &P) -> Option<&Path> {
+        match e {
+            P::Io { file, .. }
+            | P::Pickle { file, .. }
+            | P::Zip { file, .. }
+            | P::TorchScript { file, .. }
+            | P::LegacyTar { file }
+            | P::Tar { file, .. }
+            | P::TarMember { file, .. }
+            | P::NotACheckpoint { file, .. }
+            | P::Invalid { file, .. }
+            | P::TensorOutOfBounds { file, .. }
+            | P::LimitExceeded { file, .. } => Some(file),
+            _ => None,
+        }
+    }
+
+    pub(super) fn tensor(e: &P) -> Option<&str> {
+        match e {
+            P::TensorOutOfBounds { tensor, .. } => Some(tensor),
+            _ => None,
+        }
+    }
+
+    pub(super) fn offset(e: &P) -> Option<u64> {
+        match e {
+            P::Pickle { source, .. } => Some(source.offset),
+            P::Zip { offset, .. } | P::Tar { offset, .. } | P::TarMember { offset, .. } => {
+                Some(*offset)
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Result alias.

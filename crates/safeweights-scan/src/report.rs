@@ -53,6 +53,16 @@ impl fmt::Display for Severity {
 #[error("unknown severity {0:?}: expected info, low, medium, high or critical")]
 pub struct UnknownSeverity(pub String);
 
+impl safeweights::Diagnostic for UnknownSeverity {
+    fn kind(&self) -> &'static str {
+        "unknown_severity"
+    }
+
+    fn class(&self) -> safeweights::ErrorClass {
+        safeweights::ErrorClass::Usage
+    }
+}
+
 impl FromStr for Severity {
     type Err = UnknownSeverity;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -211,6 +221,28 @@ pub struct ScanError {
     pub file: String,
     /// What went wrong.
     pub message: String,
+}
+
+impl fmt::Display for ScanError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.file, self.message)
+    }
+}
+
+impl std::error::Error for ScanError {}
+
+impl safeweights::Diagnostic for ScanError {
+    fn kind(&self) -> &'static str {
+        "unscannable"
+    }
+
+    fn class(&self) -> safeweights::ErrorClass {
+        safeweights::ErrorClass::Io
+    }
+
+    fn file(&self) -> Option<&std::path::Path> {
+        Some(std::path::Path::new(&self.file))
+    }
 }
 
 /// Counts per severity.

@@ -51,8 +51,8 @@ mod slice;
 pub mod source;
 mod writer;
 
+pub use diagnostic::{chain_message, Diagnostic, ErrorClass};
 pub use dtype::{element_count, Dtype, DtypeInfo, DtypeKind, UnknownDtype, DTYPES};
-pub use diagnostic::{Diagnostic, ErrorClass};
 pub use error::{Error, HeaderError, Result, ShardError, SliceError};
 pub use header::{
     parse_prefix, Header, Metadata, ParseOptions, TensorInfo, MAX_HEADER_LEN, METADATA_KEY,
