@@ -286,3 +286,6 @@ pub(crate) fn io_err(file: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) ->
     let file = file.into();
     move |source| ConvertError::Io { file, source }
 }
+
+#[cfg(test)]
+mod tests;

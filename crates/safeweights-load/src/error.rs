@@ -212,3 +212,6 @@ fn context(file: &str, tensor: &str) -> String {
         (false, false) => format!("{file}: tensor {tensor:?}: "),
     }
 }
+
+#[cfg(test)]
+mod tests;

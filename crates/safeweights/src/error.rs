@@ -688,3 +688,6 @@ fn object(value: Value) -> Map<String, Value> {
 
 /// Shorthand for results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests;
