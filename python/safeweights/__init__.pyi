@@ -1,12 +1,45 @@
 import os
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union, final
+
+__all__ = [
+    "ConversionError",
+    "SafetensorError",
+    "SafetensorHeaderError",
+    "SafetensorIOError",
+    "TensorNotFoundError",
+    "ScanReport",
+    "TensorSpec",
+    "__version__",
+    "convert",
+    "deserialize",
+    "install_as_safetensors",
+    "safe_open",
+    "scan",
+    "serialize",
+    "serialize_file",
+]
 
 __version__: str
 
 class SafetensorError(Exception):
-    """Custom Python Exception for Safetensor errors."""
+    """Custom Python Exception for Safetensor errors.
+
+    Every exception this package raises for a failure of the library (this
+    class and its subclasses, and the `IndexError`, `ValueError`,
+    `FileNotFoundError` and `PermissionError` the reference raises in some
+    cases) carries these attributes; they are `None` on an exception built
+    by hand."""
+    kind: Optional[str]
+    """What went wrong: a stable snake_case id such as `trailing_bytes`,
+    `overlap`, `io`, `tensor_not_found` or `destination_exists`, listed in
+    docs/errors.md."""
     file: Optional[str]
+    """The file (or folder) the error is about, `<memory>` for bytes."""
     tensor: Optional[str]
+    """The tensor the error is about."""
+    offset: Optional[int]
+    """The byte offset where the problem is, when known (a file offset; for
+    a pickle, the opcode's offset in its stream)."""
 
 class SafetensorHeaderError(SafetensorError):
     """The header breaks a rule of the format."""
@@ -18,19 +51,19 @@ class SafetensorIOError(SafetensorError):
     """Reading or writing the bytes failed."""
 
 class ConversionError(SafetensorError):
-    """A conversion failed or was refused; nothing was left at the destination."""
-    kind: str
-    """`unsafe` (code in the checkpoint: forbidden global, TorchScript), `pickle`, `zip`,
-    `invalid`, `limit`, `unsupported`, `unsupported-tensor`, `npy`, `duplicate-name`,
-    `destination-exists`, `folder`, `verification`, `format`, `io` or `other`."""
-    member: Optional[str]
-    """The archive member holding the pickle, where known."""
-    offset: Optional[int]
-    """Byte offset of the failing pickle opcode or zip structure, where known."""
+    """A conversion failed or was refused; nothing was left at the destination.
 
+    `kind` is the converter's (`destination_exists`, `unsupported_tensor`,
+    `npy`, `folder`, `verification`, `io`, ...), the pickle reader's
+    (`unsafe`: code in the checkpoint, `pickle`, `zip`, `invalid`, `limit`,
+    `unsupported`) or the format's (`trailing_bytes`, ...)."""
+    member: Optional[str]
+    """The archive member holding the pickle, or the `.npz` member, where known."""
+
+@final
 class TensorSpec:
     """A tensor to serialize: framework dtype name, shape, and raw memory."""
-    def __init__(self, *, dtype: str, shape: Sequence[int], data_ptr: int, data_len: int) -> None: ...
+    def __new__(cls, *, dtype: str, shape: Sequence[int], data_ptr: int, data_len: int) -> TensorSpec: ...
     @property
     def dtype(self) -> str:
         """The format code (`"F32"`, `"BF16"`, ...)."""
@@ -97,6 +130,7 @@ def merge(
     `total_size` and `file_bytes`. Raises `FileExistsError` when `output` exists and not
     `overwrite`, `IsADirectoryError` when it is a folder."""
 
+@final
 class ScanReport:
     """The result of `scan`. Truthy when `exit_code == 0`."""
     @property

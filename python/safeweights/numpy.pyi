@@ -1,9 +1,11 @@
 import os
 from typing import Any, Dict, Optional, Union
 
-def save(tensors: Dict[str, Any], metadata: Optional[Dict[str, str]] = None) -> bytes:
+__all__ = ["save", "save_file", "load", "load_file"]
+
+def save(tensor_dict: Dict[str, Any], metadata: Optional[Dict[str, str]] = None) -> bytes:
     """Serializes tensors to bytes."""
-def save_file(tensors: Dict[str, Any], filename: Union[str, os.PathLike], metadata: Optional[Dict[str, str]] = None) -> None:
+def save_file(tensor_dict: Dict[str, Any], filename: Union[str, os.PathLike], metadata: Optional[Dict[str, str]] = None) -> None:
     """Writes tensors to a file, atomically."""
 def load(data: bytes) -> Dict[str, Any]:
     """Loads bytes as tensors."""

@@ -3,6 +3,20 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Set, Tuple, Un
 
 import torch
 
+__all__ = [
+    "save",
+    "save_file",
+    "load",
+    "load_file",
+    "save_model",
+    "load_model",
+    "storage_ptr",
+    "storage_size",
+    "load_checkpoint",
+    "iter_checkpoint",
+    "release_pinned_memory",
+]
+
 def storage_ptr(tensor: torch.Tensor) -> int:
     """The address of the tensor's storage."""
 def storage_size(tensor: torch.Tensor) -> int:

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use safeweights_convert::{convert as convert_files, ConvertError, ConvertOptions};
+use safeweights_convert::{convert as convert_files, ConvertOptions};
 
-use crate::errors::{self, ConversionError};
+use crate::errors;
 
 /// A size in bytes: an `int`, or a string like `"5GB"`, `"500MB"`, `"1.5GiB"`.
 pub fn parse_size(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<u64> {
@@ -33,88 +33,6 @@ pub fn parse_size(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<u64> {
             obj.get_type().name()?
         ))),
     }
-}
-
-/// `(kind, file, tensor, member, offset)` of a conversion error.
-fn fields(
-    e: &ConvertError,
-) -> (
-    &'static str,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<u64>,
-) {
-    use safeweights_pickle::Error as P;
-    let path = |p: &std::path::Path| Some(p.display().to_string());
-    match e {
-        ConvertError::Pickle(p) => match p {
-            P::Io { file, .. } => ("io", path(file), None, None, None),
-            P::Pickle {
-                file,
-                member,
-                source,
-            } => {
-                let kind = match source.kind {
-                    safeweights_pickle::PickleErrorKind::ForbiddenGlobal { .. }
-                    | safeweights_pickle::PickleErrorKind::BadCall { .. } => "unsafe",
-                    _ => "pickle",
-                };
-                (kind, path(file), None, member.clone(), Some(source.offset))
-            }
-            P::Zip { file, offset, .. } => ("zip", path(file), None, None, Some(*offset)),
-            P::TorchScript { file, .. } => ("unsafe", path(file), None, None, None),
-            P::TensorOutOfBounds { file, tensor, .. } => {
-                ("invalid", path(file), Some(tensor.clone()), None, None)
-            }
-            P::LegacyTar { file } => ("unsupported", path(file), None, None, None),
-            P::NotACheckpoint { file, .. } => ("unsupported", path(file), None, None, None),
-            P::Invalid { file, .. } => ("invalid", path(file), None, None, None),
-            P::LimitExceeded { file, .. } => ("limit", path(file), None, None, None),
-            _ => ("pickle", None, None, None, None),
-        },
-        ConvertError::Format(f) => {
-            let file = match f {
-                safeweights::Error::Header { file, .. }
-                | safeweights::Error::Io { file, .. }
-                | safeweights::Error::TensorNotFound { file, .. }
-                | safeweights::Error::InvalidWrite { file, .. } => Some(file.clone()),
-                _ => None,
-            };
-            ("format", file, None, None, None)
-        }
-        ConvertError::Io { file, .. } => ("io", path(file), None, None, None),
-        ConvertError::UnsupportedTensor { file, tensor, .. } => (
-            "unsupported-tensor",
-            path(file),
-            Some(tensor.clone()),
-            None,
-            None,
-        ),
-        ConvertError::Unsupported { file, .. } => ("unsupported", path(file), None, None, None),
-        ConvertError::Npy { file, member, .. } => ("npy", path(file), None, member.clone(), None),
-        ConvertError::DuplicateName { file, name } => {
-            ("duplicate-name", path(file), Some(name.clone()), None, None)
-        }
-        ConvertError::DestinationExists { path: p } => {
-            ("destination-exists", path(p), None, None, None)
-        }
-        ConvertError::Folder { folder, .. } => ("folder", path(folder), None, None, None),
-        ConvertError::Verification { file, tensor, .. } => {
-            ("verification", path(file), Some(tensor.clone()), None, None)
-        }
-        _ => ("other", None, None, None, None),
-    }
-}
-
-fn to_py(py: Python<'_>, e: ConvertError) -> PyErr {
-    let (kind, file, tensor, member, offset) = fields(&e);
-    let err = ConversionError::new_err(format!("Error while converting: {e}"));
-    let value = err.value(py);
-    let _ = value.setattr("kind", kind);
-    let _ = value.setattr("member", member);
-    let _ = value.setattr("offset", offset);
-    errors::with_fields(py, err, file.as_deref(), tensor.as_deref())
 }
 
 /// Converts a checkpoint without executing any of its code, and verifies
@@ -149,6 +67,6 @@ pub fn convert(
         .overwrite(overwrite);
     let summary = py
         .allow_threads(|| convert_files(&src, &dst, &options))
-        .map_err(|e| to_py(py, e))?;
+        .map_err(|e| errors::convert_to_py(py, e))?;
     crate::pyjson::serialize_to_py(py, &summary)
 }

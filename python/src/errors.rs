@@ -1,13 +1,22 @@
 //! Exceptions: the core's typed errors as Python exception classes, with
 //! messages that begin as the reference package's do and then say exactly
 //! what is wrong.
+//!
+//! Every exception raised for a library error carries its facts as typed
+//! attributes, set on the instance from [`Diagnostic`]: `kind` (the stable
+//! id listed in `docs/errors.md`), `file`, `tensor` and `offset`. The
+//! classes declare them too (as `None`), so an exception built by hand has
+//! them.
 
 use pyo3::create_exception;
 use pyo3::exceptions::{
     PyException, PyFileNotFoundError, PyIndexError, PyPermissionError, PyValueError,
 };
 use pyo3::prelude::*;
-use safeweights::{Error, HeaderError, SliceError};
+use pyo3::types::PyType;
+use safeweights::{Diagnostic, Error, SliceError};
+use safeweights_convert::ConvertError;
+use safeweights_load::LoadError;
 
 create_exception!(
     _safeweights,
@@ -41,6 +50,21 @@ create_exception!(
     "A conversion failed or was refused; nothing was left at the destination."
 );
 
+/// The attributes every exception of this package has.
+const FIELDS: [&str; 4] = ["kind", "file", "tensor", "offset"];
+
+/// Declares the attributes on the base class (`None` until an error sets
+/// them) and `member` on [`ConversionError`]. Called once at import.
+pub fn declare_fields(py: Python<'_>) -> PyResult<()> {
+    let base: Bound<'_, PyType> = py.get_type::<SafetensorError>();
+    for name in FIELDS {
+        base.setattr(name, py.None())?;
+    }
+    py.get_type::<ConversionError>()
+        .setattr("member", py.None())?;
+    Ok(())
+}
+
 /// What was being done when the error happened: it picks the message prefix
 /// the reference uses.
 #[derive(Clone, Copy)]
@@ -55,63 +79,16 @@ pub enum Context {
     Read,
 }
 
-/// The reference's short name for a header problem.
-fn header_kind(e: &HeaderError) -> &'static str {
-    match e {
-        HeaderError::HeaderTooSmall { .. } => "header too small",
-        HeaderError::HeaderTooLarge { .. } => "header too large",
-        HeaderError::HeaderPastEnd { .. } => "invalid header length",
-        HeaderError::InvalidUtf8 { .. } => "invalid UTF-8 in header",
-        HeaderError::InvalidJson { .. }
-        | HeaderError::NotAnObject { .. }
-        | HeaderError::DuplicateKey { .. }
-        | HeaderError::TensorNotAnObject { .. }
-        | HeaderError::UnknownDtype { .. }
-        | HeaderError::MissingField { .. }
-        | HeaderError::MalformedField { .. }
-        | HeaderError::InvalidMetadata { .. }
-        | HeaderError::ReservedName
-        | HeaderError::ControlCharacter { .. } => "invalid JSON in header",
-        HeaderError::InvertedOffsets { .. } | HeaderError::Gap { .. } => "invalid offset",
-        HeaderError::Overlap { .. } => "invalid offset",
-        HeaderError::Overflow { .. } => {
-            "overflow computing buffer size from shape and/or element type"
-        }
-        HeaderError::NotByteAligned { .. } | HeaderError::SizeMismatch { .. } => {
-            "invalid shape, data type, or offset for tensor"
-        }
-        HeaderError::TrailingBytes { .. } | HeaderError::Truncated { .. } => {
-            "incomplete metadata, file not fully covered"
-        }
-        _ => "invalid header",
-    }
-}
-
-/// The tensor a header problem is about, if any.
-fn header_tensor(e: &HeaderError) -> Option<&str> {
-    match e {
-        HeaderError::TensorNotAnObject { tensor, .. }
-        | HeaderError::UnknownDtype { tensor, .. }
-        | HeaderError::MissingField { tensor, .. }
-        | HeaderError::MalformedField { tensor, .. }
-        | HeaderError::InvertedOffsets { tensor, .. }
-        | HeaderError::Gap { tensor, .. }
-        | HeaderError::Overlap { tensor, .. }
-        | HeaderError::Overflow { tensor, .. }
-        | HeaderError::NotByteAligned { tensor, .. }
-        | HeaderError::SizeMismatch { tensor, .. }
-        | HeaderError::ControlCharacter { tensor, .. } => Some(tensor),
-        _ => None,
-    }
-}
-
-/// Sets `.file` and `.tensor` on a fresh exception.
-pub fn with_fields(py: Python<'_>, err: PyErr, file: Option<&str>, tensor: Option<&str>) -> PyErr {
+/// Sets `kind`, `file`, `tensor` and `offset` on a fresh exception from the
+/// error's accessors.
+pub fn with_diagnostic(py: Python<'_>, err: PyErr, d: &dyn Diagnostic) -> PyErr {
     let value = err.value(py);
     // Setting attributes on a fresh exception instance cannot fail in practice;
     // if it does, the error is still raised, only without its fields.
-    let _ = value.setattr("file", file);
-    let _ = value.setattr("tensor", tensor);
+    let _ = value.setattr("kind", d.kind());
+    let _ = value.setattr("file", d.file().map(|f| f.display().to_string()));
+    let _ = value.setattr("tensor", d.tensor());
+    let _ = value.setattr("offset", d.offset());
     err
 }
 
@@ -122,51 +99,37 @@ pub fn to_py(py: Python<'_>, err: Error, ctx: Context) -> PyErr {
         Context::Deserialize | Context::Read => "Error while deserializing",
         Context::Serialize => "Error while serializing",
     };
-    match &err {
-        Error::Header { file, source } => {
-            let msg = format!("{prefix}: {}: {err}", header_kind(source));
-            let e = SafetensorHeaderError::new_err(msg);
-            with_fields(py, e, Some(file), header_tensor(source))
+    let message = err.message();
+    let e = match &err {
+        Error::Header { source, .. } => SafetensorHeaderError::new_err(format!(
+            "{prefix}: {}: {message}",
+            source.reference_kind()
+        )),
+        Error::TensorNotFound { tensor, .. } => {
+            TensorNotFoundError::new_err(format!("File does not contain tensor {tensor}"))
         }
-        Error::TensorNotFound { file, tensor } => {
-            let e = TensorNotFoundError::new_err(format!("File does not contain tensor {tensor}"));
-            with_fields(py, e, Some(file), Some(tensor))
-        }
-        Error::Slice {
-            file,
-            tensor,
-            source,
-        } => {
-            let e = match source {
-                SliceError::TooManyIndices { ndim, .. } => PyIndexError::new_err(format!(
-                    "too many indices for tensor of dimension {ndim}"
-                )),
-                SliceError::IndexOutOfRange { index, dim, size } => PyIndexError::new_err(format!(
-                    "index {index} is out of bounds for dimension {dim} with size {size}"
-                )),
-                SliceError::ZeroStep { .. } => PyValueError::new_err("slice step cannot be zero"),
-                _ => SafetensorError::new_err(format!("{prefix}: {err}")),
-            };
-            with_fields(py, e, Some(file), Some(tensor))
-        }
-        Error::Io { file, source } => {
-            let e = match (ctx, source.kind()) {
-                (Context::Open, std::io::ErrorKind::NotFound) => {
-                    PyFileNotFoundError::new_err(format!("No such file or directory: {file}"))
-                }
-                (Context::Open, std::io::ErrorKind::PermissionDenied) => {
-                    PyPermissionError::new_err(format!("Permission denied: {file}"))
-                }
-                _ => SafetensorIOError::new_err(format!("{prefix}: I/O error: {err}")),
-            };
-            with_fields(py, e, Some(file), None)
-        }
-        Error::InvalidWrite { file, .. } => {
-            let e = SafetensorError::new_err(format!("{prefix}: {err}"));
-            with_fields(py, e, Some(file), None)
-        }
-        _ => SafetensorError::new_err(format!("{prefix}: {err}")),
-    }
+        Error::Slice { source, .. } => match source {
+            SliceError::TooManyIndices { ndim, .. } => {
+                PyIndexError::new_err(format!("too many indices for tensor of dimension {ndim}"))
+            }
+            SliceError::IndexOutOfRange { index, dim, size } => PyIndexError::new_err(format!(
+                "index {index} is out of bounds for dimension {dim} with size {size}"
+            )),
+            SliceError::ZeroStep { .. } => PyValueError::new_err("slice step cannot be zero"),
+            _ => SafetensorError::new_err(format!("{prefix}: {message}")),
+        },
+        Error::Io { file, source } => match (ctx, source.kind()) {
+            (Context::Open, std::io::ErrorKind::NotFound) => {
+                PyFileNotFoundError::new_err(format!("No such file or directory: {file}"))
+            }
+            (Context::Open, std::io::ErrorKind::PermissionDenied) => {
+                PyPermissionError::new_err(format!("Permission denied: {file}"))
+            }
+            _ => SafetensorIOError::new_err(format!("{prefix}: I/O error: {message}")),
+        },
+        _ => SafetensorError::new_err(format!("{prefix}: {message}")),
+    };
+    with_diagnostic(py, e, &err)
 }
 
 /// A `SafetensorError` with a plain message.
@@ -175,58 +138,34 @@ pub fn plain(msg: impl Into<String>) -> PyErr {
 }
 
 /// Converts a loader error into the Python exception to raise.
-pub fn load_to_py(py: Python<'_>, err: safeweights_load::LoadError) -> PyErr {
-    use safeweights_load::LoadError as L;
-    match err {
-        L::Format(e) => to_py(py, e, Context::Open),
-        L::Open { file, source } => {
-            let e = match source.kind() {
-                std::io::ErrorKind::NotFound => {
-                    PyFileNotFoundError::new_err(format!("No such file or directory: {file}"))
-                }
-                std::io::ErrorKind::PermissionDenied => {
-                    PyPermissionError::new_err(format!("Permission denied: {file}"))
-                }
-                _ => SafetensorIOError::new_err(format!("Error while loading: {file}: {source}")),
-            };
-            with_fields(py, e, Some(&file), None)
+pub fn load_to_py(py: Python<'_>, err: LoadError) -> PyErr {
+    let err = match err {
+        LoadError::Format(e) => return to_py(py, e, Context::Open),
+        other => other,
+    };
+    let message = err.message();
+    let e = match &err {
+        LoadError::Open { file, source } => match source.kind() {
+            std::io::ErrorKind::NotFound => {
+                PyFileNotFoundError::new_err(format!("No such file or directory: {file}"))
+            }
+            std::io::ErrorKind::PermissionDenied => {
+                PyPermissionError::new_err(format!("Permission denied: {file}"))
+            }
+            _ => SafetensorIOError::new_err(format!("Error while loading: {message}")),
+        },
+        LoadError::Read { .. } | LoadError::Cuda { .. } => {
+            SafetensorIOError::new_err(format!("Error while loading: {message}"))
         }
-        ref e @ L::Read {
-            ref file,
-            ref tensor,
-            ..
-        } => {
-            let msg = format!("Error while loading: {e}");
-            with_fields(
-                py,
-                SafetensorIOError::new_err(msg),
-                Some(file),
-                Some(tensor),
-            )
-        }
-        ref e @ L::Plan {
-            ref file,
-            ref tensor,
-            ..
-        } => {
-            let msg = format!("Error while loading: {e}");
-            with_fields(py, SafetensorError::new_err(msg), Some(file), Some(tensor))
-        }
-        ref e @ L::Destination { ref tensor, .. } => {
-            let msg = format!("Error while loading: {e}");
-            let tensor = (!tensor.is_empty()).then_some(tensor.as_str());
-            with_fields(py, SafetensorError::new_err(msg), None, tensor)
-        }
-        ref e @ L::Cuda {
-            ref file,
-            ref tensor,
-            ..
-        } => {
-            let msg = format!("Error while loading: {e}");
-            let file = (!file.is_empty()).then_some(file.as_str());
-            let tensor = (!tensor.is_empty()).then_some(tensor.as_str());
-            with_fields(py, SafetensorIOError::new_err(msg), file, tensor)
-        }
-        e => SafetensorError::new_err(format!("Error while loading: {e}")),
-    }
+        _ => SafetensorError::new_err(format!("Error while loading: {message}")),
+    };
+    with_diagnostic(py, e, &err)
+}
+
+/// Converts a conversion error into the `ConversionError` to raise, with
+/// `member` (the archive or `.npz` member) besides the common attributes.
+pub fn convert_to_py(py: Python<'_>, err: ConvertError) -> PyErr {
+    let e = ConversionError::new_err(format!("Error while converting: {}", err.message()));
+    let _ = e.value(py).setattr("member", err.member());
+    with_diagnostic(py, e, &err)
 }

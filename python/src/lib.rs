@@ -39,6 +39,7 @@ fn _safeweights(m: &Bound<'_, PyModule>) -> PyResult<()> {
         py.get_type::<errors::SafetensorIOError>(),
     )?;
     m.add("ConversionError", py.get_type::<errors::ConversionError>())?;
+    errors::declare_fields(py)?;
     m.add_class::<spec::TensorSpec>()?;
     m.add_class::<scan::ScanReport>()?;
     m.add_class::<load::Plan>()?;

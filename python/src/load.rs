@@ -126,7 +126,7 @@ fn open_files(paths: &[PathBuf]) -> Result<LoadPlan, safeweights::Error> {
                 safeweights_load::LoadError::Format(e) => e,
                 e => safeweights::Error::Io {
                     file: file.name().to_owned(),
-                    source: std::io::Error::other(e.to_string()),
+                    source: std::io::Error::other(safeweights::Diagnostic::message(&e)),
                 },
             })?;
         }

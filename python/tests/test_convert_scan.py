@@ -106,7 +106,7 @@ def test_convert_errors(tmp_path):
     before = dst.read_bytes()
     with pytest.raises(ConversionError) as e:
         safeweights.convert(src, dst)
-    assert e.value.kind == "destination-exists"
+    assert e.value.kind == "destination_exists"
     assert e.value.file == str(dst)
     assert dst.read_bytes() == before
     safeweights.convert(src, dst, overwrite=True)
@@ -133,7 +133,7 @@ def test_convert_refuses_malicious_and_writes_nothing(tmp_path, kind):
         safeweights.convert(src, dst / "evil.safetensors")
     assert e.value.file == str(src)
     if kind == "zip":
-        assert e.value.kind == "unsafe"
+        assert e.value.kind == "pickle_forbidden_global"
         assert e.value.member == "archive/data.pkl"
         assert e.value.offset is not None
         assert "posix.system" in str(e.value)

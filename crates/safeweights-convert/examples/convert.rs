@@ -3,6 +3,7 @@
 //! and prints the summary as JSON (used by `bench/convert.py`).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+use safeweights::Diagnostic;
 use safeweights_convert::{convert, ConvertOptions};
 
 fn main() {
@@ -41,7 +42,7 @@ fn main() {
             );
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", e.message());
             std::process::exit(1);
         }
     }

@@ -1,6 +1,11 @@
 //! Errors. Every variant names the file (and the tensor where there is one).
+//!
+//! A variant with a `#[source]` does not repeat it in its own message; show
+//! [`Diagnostic::message`], which joins the chain.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use safeweights::{Diagnostic, ErrorClass};
 
 /// Why a conversion failed. When this is returned, nothing was left at the
 /// destination: partial outputs are removed.
@@ -15,7 +20,7 @@ pub enum ConvertError {
     #[error(transparent)]
     Format(#[from] safeweights::Error),
     /// An I/O error on a named file.
-    #[error("{file}: I/O error: {source}")]
+    #[error("{file}: I/O error")]
     Io {
         /// The file.
         file: PathBuf,
@@ -89,6 +94,119 @@ pub enum ConvertError {
     },
 }
 
+impl Diagnostic for ConvertError {
+    /// The core's kind for [`ConvertError::Format`], the pickle reader's for
+    /// [`ConvertError::Pickle`], the converter's own otherwise.
+    fn kind(&self) -> &'static str {
+        match self {
+            ConvertError::Pickle(e) => e.kind(),
+            ConvertError::Format(e) => e.kind(),
+            ConvertError::Io { .. } => "io",
+            ConvertError::UnsupportedTensor { .. } => "unsupported_tensor",
+            ConvertError::Unsupported { .. } => "unsupported",
+            ConvertError::Npy { .. } => "npy",
+            ConvertError::DuplicateName { .. } => "duplicate_name",
+            ConvertError::DestinationExists { .. } => "destination_exists",
+            ConvertError::Folder { .. } => "folder",
+            ConvertError::Verification { .. } => "verification",
+        }
+    }
+
+    fn class(&self) -> ErrorClass {
+        match self {
+            ConvertError::Pickle(e) => e.class(),
+            ConvertError::Format(e) => e.class(),
+            ConvertError::Io { .. } | ConvertError::Verification { .. } => ErrorClass::Io,
+            ConvertError::UnsupportedTensor { .. } | ConvertError::Unsupported { .. } => {
+                ErrorClass::Unsupported
+            }
+            ConvertError::Npy { .. }
+            | ConvertError::DuplicateName { .. }
+            | ConvertError::Folder { .. } => ErrorClass::InvalidInput,
+            ConvertError::DestinationExists { .. } => ErrorClass::Usage,
+        }
+    }
+
+    fn file(&self) -> Option<&Path> {
+        match self {
+            ConvertError::Pickle(e) => e.file(),
+            ConvertError::Format(e) => e.file(),
+            ConvertError::Io { file, .. }
+            | ConvertError::UnsupportedTensor { file, .. }
+            | ConvertError::Unsupported { file, .. }
+            | ConvertError::Npy { file, .. }
+            | ConvertError::DuplicateName { file, .. }
+            | ConvertError::Verification { file, .. } => Some(file),
+            ConvertError::DestinationExists { path } => Some(path),
+            ConvertError::Folder { folder, .. } => Some(folder),
+        }
+    }
+
+    fn tensor(&self) -> Option<&str> {
+        match self {
+            ConvertError::Pickle(e) => e.tensor(),
+            ConvertError::Format(e) => e.tensor(),
+            ConvertError::UnsupportedTensor { tensor, .. }
+            | ConvertError::Verification { tensor, .. } => Some(tensor),
+            ConvertError::DuplicateName { name, .. } => Some(name),
+            ConvertError::Io { .. }
+            | ConvertError::Unsupported { .. }
+            | ConvertError::Npy { .. }
+            | ConvertError::DestinationExists { .. }
+            | ConvertError::Folder { .. } => None,
+        }
+    }
+
+    fn offset(&self) -> Option<u64> {
+        match self {
+            ConvertError::Pickle(e) => e.offset(),
+            ConvertError::Format(e) => e.offset(),
+            ConvertError::Io { .. }
+            | ConvertError::UnsupportedTensor { .. }
+            | ConvertError::Unsupported { .. }
+            | ConvertError::Npy { .. }
+            | ConvertError::DuplicateName { .. }
+            | ConvertError::DestinationExists { .. }
+            | ConvertError::Folder { .. }
+            | ConvertError::Verification { .. } => None,
+        }
+    }
+
+    fn details(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut map = serde_json::Map::new();
+        match self {
+            ConvertError::Format(e) => return e.details(),
+            ConvertError::Pickle(e) => map = e.details(),
+            ConvertError::Io { source, .. } => {
+                map.insert("io_kind".into(), format!("{:?}", source.kind()).into());
+            }
+            ConvertError::UnsupportedTensor { .. }
+            | ConvertError::Npy { .. }
+            | ConvertError::Unsupported { .. }
+            | ConvertError::DuplicateName { .. }
+            | ConvertError::DestinationExists { .. }
+            | ConvertError::Folder { .. }
+            | ConvertError::Verification { .. } => {}
+        }
+        if let Some(m) = self.member() {
+            map.insert("member".into(), m.into());
+        }
+        map
+    }
+}
+
+impl ConvertError {
+    /// The archive member (`archive/data.pkl`) or `.npz` member the error is
+    /// about, when there is one.
+    pub fn member(&self) -> Option<&str> {
+        match self {
+            ConvertError::Pickle(safeweights_pickle::Error::Pickle { member, .. })
+            | ConvertError::Npy { member, .. } => member.as_deref(),
+            _ => None,
+        }
+    }
+}
+
 /// Result alias.
 pub type Result<T, E = ConvertError> = std::result::Result<T, E>;
 
@@ -96,3 +214,6 @@ pub(crate) fn io_err(file: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) ->
     let file = file.into();
     move |source| ConvertError::Io { file, source }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,6 +1,12 @@
 //! Errors of the loader: each names the file and, where one is involved, the tensor.
+//!
+//! A variant with a `#[source]` does not repeat it in its own message; show
+//! [`Diagnostic::message`], which joins the chain.
 
 use std::io;
+use std::path::Path;
+
+use safeweights::{Diagnostic, ErrorClass};
 
 /// Everything that can go wrong planning or running a load.
 #[derive(Debug, thiserror::Error)]
@@ -20,7 +26,7 @@ pub enum LoadError {
         reason: String,
     },
     /// A file could not be opened or inspected.
-    #[error("{file}: {source}")]
+    #[error("{file}")]
     Open {
         /// The file.
         file: String,
@@ -31,7 +37,7 @@ pub enum LoadError {
     /// A read failed. The tensor is the one holding the first byte not read;
     /// it and every tensor not reported complete before the error hold
     /// unspecified bytes.
-    #[error("{file}: reading tensor {tensor:?} at offset {offset}: {source}")]
+    #[error("{file}: reading tensor {tensor:?} at offset {offset}")]
     Read {
         /// The file.
         file: String,
@@ -92,6 +98,112 @@ pub enum LoadError {
     Panic(String),
 }
 
+impl Diagnostic for LoadError {
+    /// The core's kind for [`LoadError::Format`]; the loader's own otherwise.
+    fn kind(&self) -> &'static str {
+        match self {
+            LoadError::Format(e) => e.kind(),
+            LoadError::Plan { .. } => "plan",
+            LoadError::Open { .. } => "open",
+            LoadError::Read { .. } => "read",
+            LoadError::Destination { .. } => "destination",
+            LoadError::Alloc { .. } => "alloc",
+            LoadError::CudaUnavailable(_) => "cuda_unavailable",
+            LoadError::Cuda { .. } => "cuda",
+            LoadError::Mismatch { .. } => "mismatch",
+            LoadError::Panic(_) => "panic",
+        }
+    }
+
+    fn class(&self) -> ErrorClass {
+        match self {
+            LoadError::Format(e) => e.class(),
+            LoadError::Plan { .. } | LoadError::Destination { .. } => ErrorClass::Usage,
+            LoadError::Open { .. }
+            | LoadError::Read { .. }
+            | LoadError::Cuda { .. }
+            | LoadError::Mismatch { .. }
+            | LoadError::Panic(_) => ErrorClass::Io,
+            LoadError::Alloc { .. } => ErrorClass::Limit,
+            LoadError::CudaUnavailable(_) => ErrorClass::Unsupported,
+        }
+    }
+
+    fn file(&self) -> Option<&Path> {
+        match self {
+            LoadError::Format(e) => e.file(),
+            LoadError::Plan { file, .. }
+            | LoadError::Open { file, .. }
+            | LoadError::Read { file, .. }
+            | LoadError::Mismatch { file, .. } => Some(Path::new(file)),
+            LoadError::Cuda { file, .. } => (!file.is_empty()).then(|| Path::new(file)),
+            LoadError::Destination { .. }
+            | LoadError::Alloc { .. }
+            | LoadError::CudaUnavailable(_)
+            | LoadError::Panic(_) => None,
+        }
+    }
+
+    fn tensor(&self) -> Option<&str> {
+        match self {
+            LoadError::Format(e) => e.tensor(),
+            LoadError::Plan { tensor, .. }
+            | LoadError::Read { tensor, .. }
+            | LoadError::Mismatch { tensor, .. } => Some(tensor),
+            LoadError::Destination { tensor, .. } | LoadError::Cuda { tensor, .. } => {
+                (!tensor.is_empty()).then_some(tensor.as_str())
+            }
+            LoadError::Open { .. }
+            | LoadError::Alloc { .. }
+            | LoadError::CudaUnavailable(_)
+            | LoadError::Panic(_) => None,
+        }
+    }
+
+    /// The file offset of a failed read. For a mismatch the offset counts
+    /// from the tensor's start and is among the details instead.
+    fn offset(&self) -> Option<u64> {
+        match self {
+            LoadError::Format(e) => e.offset(),
+            LoadError::Read { offset, .. } => Some(*offset),
+            LoadError::Plan { .. }
+            | LoadError::Open { .. }
+            | LoadError::Destination { .. }
+            | LoadError::Alloc { .. }
+            | LoadError::CudaUnavailable(_)
+            | LoadError::Cuda { .. }
+            | LoadError::Mismatch { .. }
+            | LoadError::Panic(_) => None,
+        }
+    }
+
+    fn details(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut map = serde_json::Map::new();
+        match self {
+            LoadError::Format(e) => return e.details(),
+            LoadError::Open { source, .. } | LoadError::Read { source, .. } => {
+                map.insert("io_kind".into(), format!("{:?}", source.kind()).into());
+            }
+            LoadError::Alloc { bytes, what } => {
+                map.insert("bytes".into(), (*bytes).into());
+                map.insert("what".into(), (*what).into());
+            }
+            LoadError::Cuda { call, code, .. } => {
+                map.insert("call".into(), (*call).into());
+                map.insert("code".into(), (*code).into());
+            }
+            LoadError::Mismatch { offset, .. } => {
+                map.insert("tensor_offset".into(), (*offset).into());
+            }
+            LoadError::Plan { .. }
+            | LoadError::Destination { .. }
+            | LoadError::CudaUnavailable(_)
+            | LoadError::Panic(_) => {}
+        }
+        map
+    }
+}
+
 fn context(file: &str, tensor: &str) -> String {
     match (file.is_empty(), tensor.is_empty()) {
         (true, true) => String::new(),
@@ -100,3 +212,6 @@ fn context(file: &str, tensor: &str) -> String {
         (false, false) => format!("{file}: tensor {tensor:?}: "),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -28,6 +28,8 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+#[cfg(test)]
+mod error_kinds;
 mod formats;
 mod globals;
 mod options;

@@ -30,6 +30,16 @@ impl fmt::Display for Policy {
 #[error("unknown policy {0:?}: expected default or safetensors-only")]
 pub struct UnknownPolicy(pub String);
 
+impl safeweights::Diagnostic for UnknownPolicy {
+    fn kind(&self) -> &'static str {
+        "unknown_policy"
+    }
+
+    fn class(&self) -> safeweights::ErrorClass {
+        safeweights::ErrorClass::Usage
+    }
+}
+
 impl FromStr for Policy {
     type Err = UnknownPolicy;
     fn from_str(s: &str) -> Result<Self, Self::Err> {

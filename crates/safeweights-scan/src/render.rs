@@ -28,6 +28,16 @@ pub enum OutputFormat {
 #[error("unknown output format {0:?}: expected human, json or sarif")]
 pub struct UnknownOutputFormat(pub String);
 
+impl safeweights::Diagnostic for UnknownOutputFormat {
+    fn kind(&self) -> &'static str {
+        "unknown_output_format"
+    }
+
+    fn class(&self) -> safeweights::ErrorClass {
+        safeweights::ErrorClass::Usage
+    }
+}
+
 impl FromStr for OutputFormat {
     type Err = UnknownOutputFormat;
     fn from_str(s: &str) -> Result<Self, Self::Err> {

@@ -156,6 +156,28 @@ pub struct ScanError {
     pub message: String,
 }
 
+impl fmt::Display for ScanError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.file, self.message)
+    }
+}
+
+impl std::error::Error for ScanError {}
+
+impl safeweights::Diagnostic for ScanError {
+    fn kind(&self) -> &'static str {
+        "unscannable"
+    }
+
+    fn class(&self) -> safeweights::ErrorClass {
+        safeweights::ErrorClass::Io
+    }
+
+    fn file(&self) -> Option<&std::path::Path> {
+        Some(std::path::Path::new(&self.file))
+    }
+}
+
 /// Counts per severity.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {

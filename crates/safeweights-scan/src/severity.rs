@@ -62,3 +62,13 @@ impl FromStr for Severity {
             .ok_or_else(|| UnknownSeverity(s.to_string()))
     }
 }
+
+impl safeweights::Diagnostic for UnknownSeverity {
+    fn kind(&self) -> &'static str {
+        "unknown_severity"
+    }
+
+    fn class(&self) -> safeweights::ErrorClass {
+        safeweights::ErrorClass::Usage
+    }
+}

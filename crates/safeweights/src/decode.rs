@@ -283,6 +283,24 @@ pub struct DecodeError {
     pub group: usize,
 }
 
+impl crate::Diagnostic for DecodeError {
+    fn kind(&self) -> &'static str {
+        "decode_length"
+    }
+
+    fn class(&self) -> crate::ErrorClass {
+        crate::ErrorClass::Usage
+    }
+
+    fn details(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut map = serde_json::Map::new();
+        map.insert("dtype".into(), self.dtype.name().into());
+        map.insert("len".into(), self.len.into());
+        map.insert("group".into(), self.group.into());
+        map
+    }
+}
+
 /// Decodes one byte-sized element (the 8-bit dtypes: `BOOL`, `U8`, `I8` and
 /// every `F8_*`); `None` for wider or packed dtypes.
 pub fn decode_byte(dtype: Dtype, byte: u8) -> Option<f64> {

@@ -48,4 +48,50 @@ pub trait Diagnostic: std::error::Error {
     fn offset(&self) -> Option<u64> {
         None
     }
+
+    /// The facts of the broken rule beyond [`Diagnostic::file`],
+    /// [`Diagnostic::tensor`] and [`Diagnostic::offset`] (lengths, limits,
+    /// offsets in the data buffer, ...), as named JSON values. The command
+    /// line's JSON error output adds them to its error object.
+    fn details(&self) -> serde_json::Map<String, serde_json::Value> {
+        serde_json::Map::new()
+    }
+
+    /// The whole message: this error's own text, then each of its causes,
+    /// joined with `": "`. A variant with a `#[source]` does not repeat that
+    /// source in its own text; this is the text to show a user.
+    fn message(&self) -> String {
+        let mut out = self.to_string();
+        let mut next = self.source();
+        while let Some(cause) = next {
+            push_cause(&mut out, &cause.to_string());
+            next = cause.source();
+        }
+        out
+    }
+}
+
+/// The message of any error and its causes, joined with `": "`, as
+/// [`Diagnostic::message`] does: what to show a user for an error that may
+/// not implement [`Diagnostic`] (an I/O error wrapping one, a boxed error).
+pub fn chain_message(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut next = err.source();
+    while let Some(cause) = next {
+        push_cause(&mut out, &cause.to_string());
+        next = cause.source();
+    }
+    out
+}
+
+/// Appends a cause, unless the text so far already says it (an error from
+/// outside the workspace may still embed its source in its own message).
+fn push_cause(out: &mut String, cause: &str) {
+    if cause.is_empty() || out.contains(cause) {
+        return;
+    }
+    if !out.is_empty() {
+        out.push_str(": ");
+    }
+    out.push_str(cause);
 }

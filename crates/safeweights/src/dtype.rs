@@ -186,6 +186,16 @@ impl fmt::Display for Dtype {
 #[error("unknown dtype {0:?}")]
 pub struct UnknownDtype(pub String);
 
+impl crate::Diagnostic for UnknownDtype {
+    fn kind(&self) -> &'static str {
+        "unknown_dtype_name"
+    }
+
+    fn class(&self) -> crate::ErrorClass {
+        crate::ErrorClass::Usage
+    }
+}
+
 impl FromStr for Dtype {
     type Err = UnknownDtype;
     fn from_str(s: &str) -> Result<Self, Self::Err> {

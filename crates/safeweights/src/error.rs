@@ -1,9 +1,15 @@
 //! Typed errors. Every error names where the bytes came from (the file, or
 //! `<memory>`), and where there is one, the tensor and the offsets.
+//!
+//! A variant with a `#[source]` does not repeat that source in its own
+//! message: show [`Diagnostic::message`], which joins the chain.
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use serde_json::{json, Map, Value};
+
+use crate::diagnostic::{Diagnostic, ErrorClass};
 use crate::Dtype;
 
 /// A broken rule of the safetensors header, found while parsing or validating.
@@ -322,7 +328,7 @@ pub enum ShardError {
 #[non_exhaustive]
 pub enum Error {
     /// The header breaks a rule.
-    #[error("{file}: {source}")]
+    #[error("{file}")]
     Header {
         /// The file (or `<memory>`).
         file: String,
@@ -331,7 +337,7 @@ pub enum Error {
         source: HeaderError,
     },
     /// An I/O error.
-    #[error("{file}: {source}")]
+    #[error("{file}")]
     Io {
         /// The file or folder.
         file: String,
@@ -348,7 +354,7 @@ pub enum Error {
         tensor: String,
     },
     /// A slice does not fit a tensor.
-    #[error("{file}: tensor {tensor:?}: {source}")]
+    #[error("{file}: tensor {tensor:?}")]
     Slice {
         /// The file.
         file: String,
@@ -359,7 +365,7 @@ pub enum Error {
         source: SliceError,
     },
     /// A sharded checkpoint is inconsistent.
-    #[error("{file}: {source}")]
+    #[error("{file}")]
     Shard {
         /// The index file or folder.
         file: String,
@@ -395,5 +401,329 @@ impl Error {
     }
 }
 
+impl HeaderError {
+    /// The reference implementation's short name for this problem
+    /// (`invalid offset`, `header too large`, ...): the words its messages
+    /// start with, which Python callers match on.
+    pub fn reference_kind(&self) -> &'static str {
+        use HeaderError as H;
+        match self {
+            H::HeaderTooSmall { .. } => "header too small",
+            H::HeaderTooLarge { .. } => "header too large",
+            H::HeaderPastEnd { .. } => "invalid header length",
+            H::InvalidUtf8 { .. } => "invalid UTF-8 in header",
+            H::InvalidJson { .. }
+            | H::NotAnObject { .. }
+            | H::DuplicateKey { .. }
+            | H::TensorNotAnObject { .. }
+            | H::UnknownDtype { .. }
+            | H::MissingField { .. }
+            | H::MalformedField { .. }
+            | H::InvalidMetadata { .. }
+            | H::ReservedName
+            | H::ControlCharacter { .. } => "invalid JSON in header",
+            H::InvertedOffsets { .. } | H::Gap { .. } | H::Overlap { .. } => "invalid offset",
+            H::Overflow { .. } => "overflow computing buffer size from shape and/or element type",
+            H::NotByteAligned { .. } | H::SizeMismatch { .. } => {
+                "invalid shape, data type, or offset for tensor"
+            }
+            H::TrailingBytes { .. } | H::Truncated { .. } => {
+                "incomplete metadata, file not fully covered"
+            }
+        }
+    }
+}
+
+impl Diagnostic for HeaderError {
+    fn kind(&self) -> &'static str {
+        use HeaderError as H;
+        match self {
+            H::HeaderTooSmall { .. } => "header_too_small",
+            H::HeaderTooLarge { .. } => "header_too_large",
+            H::HeaderPastEnd { .. } => "header_past_end",
+            H::InvalidUtf8 { .. } => "invalid_utf8",
+            H::InvalidJson { .. } => "invalid_json",
+            H::NotAnObject { .. } => "not_an_object",
+            H::DuplicateKey { .. } => "duplicate_key",
+            H::TensorNotAnObject { .. } => "tensor_not_an_object",
+            H::UnknownDtype { .. } => "unknown_dtype",
+            H::MissingField { .. } => "missing_field",
+            H::MalformedField { .. } => "malformed_field",
+            H::InvertedOffsets { .. } => "inverted_offsets",
+            H::Gap { .. } => "gap",
+            H::Overlap { .. } => "overlap",
+            H::Overflow { .. } => "overflow",
+            H::NotByteAligned { .. } => "not_byte_aligned",
+            H::SizeMismatch { .. } => "size_mismatch",
+            H::TrailingBytes { .. } => "trailing_bytes",
+            H::Truncated { .. } => "truncated",
+            H::InvalidMetadata { .. } => "invalid_metadata",
+            H::ReservedName => "reserved_name",
+            H::ControlCharacter { .. } => "control_character",
+        }
+    }
+
+    /// Every header rule is a rule of the format, the size limit too (a
+    /// header over it is refused as the reference refuses it).
+    fn class(&self) -> ErrorClass {
+        ErrorClass::InvalidInput
+    }
+
+    fn tensor(&self) -> Option<&str> {
+        use HeaderError as H;
+        match self {
+            H::TensorNotAnObject { tensor, .. }
+            | H::UnknownDtype { tensor, .. }
+            | H::MissingField { tensor, .. }
+            | H::MalformedField { tensor, .. }
+            | H::InvertedOffsets { tensor, .. }
+            | H::Gap { tensor, .. }
+            | H::Overlap { tensor, .. }
+            | H::Overflow { tensor, .. }
+            | H::NotByteAligned { tensor, .. }
+            | H::SizeMismatch { tensor, .. }
+            | H::ControlCharacter { tensor, .. } => Some(tensor),
+            H::HeaderTooSmall { .. }
+            | H::HeaderTooLarge { .. }
+            | H::HeaderPastEnd { .. }
+            | H::InvalidUtf8 { .. }
+            | H::InvalidJson { .. }
+            | H::NotAnObject { .. }
+            | H::DuplicateKey { .. }
+            | H::TrailingBytes { .. }
+            | H::Truncated { .. }
+            | H::InvalidMetadata { .. }
+            | H::ReservedName => None,
+        }
+    }
+
+    /// A file offset; the offsets of tensors (`start`, `expected`, ...) are
+    /// relative to the data buffer and are among the details instead.
+    fn offset(&self) -> Option<u64> {
+        match self {
+            HeaderError::InvalidUtf8 { offset } => Some(*offset),
+            _ => None,
+        }
+    }
+
+    fn details(&self) -> Map<String, Value> {
+        use HeaderError as H;
+        let value = match self {
+            H::HeaderTooSmall { len } => json!({ "file_len": len }),
+            H::HeaderTooLarge { len, limit } => json!({ "header_len": len, "limit": limit }),
+            H::HeaderPastEnd { len, file_len } => {
+                json!({ "header_len": len, "file_len": file_len })
+            }
+            H::InvalidJson { line, column, .. } => json!({ "line": line, "column": column }),
+            H::NotAnObject { found } | H::TensorNotAnObject { found, .. } => {
+                json!({ "found": found })
+            }
+            H::DuplicateKey { key, scope } => json!({ "key": key, "scope": scope }),
+            H::UnknownDtype { dtype, .. } => json!({ "dtype": dtype }),
+            H::MissingField { field, .. } | H::MalformedField { field, .. } => {
+                json!({ "field": field })
+            }
+            H::InvertedOffsets { start, end, .. } => json!({ "start": start, "end": end }),
+            H::Gap {
+                start, expected, ..
+            }
+            | H::Overlap {
+                start, expected, ..
+            } => json!({ "start": start, "expected": expected }),
+            H::Overflow { dtype, shape, .. } => json!({ "dtype": dtype.name(), "shape": shape }),
+            H::NotByteAligned {
+                dtype, elements, ..
+            } => json!({ "dtype": dtype.name(), "elements": elements }),
+            H::SizeMismatch {
+                dtype,
+                shape,
+                expected,
+                start,
+                end,
+                ..
+            } => json!({
+                "dtype": dtype.name(),
+                "shape": shape,
+                "expected": expected,
+                "start": start,
+                "end": end,
+            }),
+            H::TrailingBytes { expected, actual } | H::Truncated { expected, actual } => {
+                json!({ "expected": expected, "actual": actual })
+            }
+            H::ControlCharacter { code, .. } => json!({ "code": code }),
+            H::InvalidUtf8 { .. } | H::InvalidMetadata { .. } | H::ReservedName => json!({}),
+        };
+        object(value)
+    }
+}
+
+impl Diagnostic for SliceError {
+    fn kind(&self) -> &'static str {
+        match self {
+            SliceError::TooManyIndices { .. } => "too_many_indices",
+            SliceError::IndexOutOfRange { .. } => "index_out_of_range",
+            SliceError::ZeroStep { .. } => "zero_step",
+            SliceError::NotByteAligned { .. } => "slice_not_byte_aligned",
+            SliceError::Overflow => "slice_overflow",
+        }
+    }
+
+    fn class(&self) -> ErrorClass {
+        match self {
+            SliceError::Overflow => ErrorClass::Limit,
+            SliceError::TooManyIndices { .. }
+            | SliceError::IndexOutOfRange { .. }
+            | SliceError::ZeroStep { .. }
+            | SliceError::NotByteAligned { .. } => ErrorClass::Usage,
+        }
+    }
+}
+
+impl Diagnostic for ShardError {
+    fn kind(&self) -> &'static str {
+        match self {
+            ShardError::InvalidIndex { .. } => "invalid_index",
+            ShardError::UnsafeShardPath { .. } => "unsafe_shard_path",
+            ShardError::MissingFromShard { .. } => "missing_from_shard",
+            ShardError::DuplicateTensor { .. } => "duplicate_tensor",
+            ShardError::NotInIndex { .. } => "not_in_index",
+            ShardError::Empty => "empty",
+            ShardError::AmbiguousIndex(_) => "ambiguous_index",
+            ShardError::MissingShard { .. } => "missing_shard",
+            ShardError::NotAFile { .. } => "shard_not_a_file",
+            ShardError::IndexTooLarge { .. } => "index_too_large",
+        }
+    }
+
+    /// A folder without a checkpoint, or with several indexes, is the wrong
+    /// thing pointed at: nothing is invalid.
+    fn class(&self) -> ErrorClass {
+        match self {
+            ShardError::Empty | ShardError::AmbiguousIndex(_) => ErrorClass::Usage,
+            ShardError::InvalidIndex { .. }
+            | ShardError::UnsafeShardPath { .. }
+            | ShardError::MissingFromShard { .. }
+            | ShardError::DuplicateTensor { .. }
+            | ShardError::NotInIndex { .. }
+            | ShardError::MissingShard { .. }
+            | ShardError::NotAFile { .. } => ErrorClass::InvalidInput,
+            ShardError::IndexTooLarge { .. } => ErrorClass::Limit,
+        }
+    }
+
+    fn tensor(&self) -> Option<&str> {
+        match self {
+            ShardError::UnsafeShardPath { tensor, .. }
+            | ShardError::MissingFromShard { tensor, .. }
+            | ShardError::DuplicateTensor { tensor, .. }
+            | ShardError::NotInIndex { tensor, .. } => Some(tensor),
+            ShardError::InvalidIndex { .. }
+            | ShardError::Empty
+            | ShardError::AmbiguousIndex(_)
+            | ShardError::MissingShard { .. }
+            | ShardError::NotAFile { .. }
+            | ShardError::IndexTooLarge { .. } => None,
+        }
+    }
+
+    fn details(&self) -> Map<String, Value> {
+        let value = match self {
+            ShardError::UnsafeShardPath { shard, .. }
+            | ShardError::MissingFromShard { shard, .. }
+            | ShardError::NotInIndex { shard, .. } => json!({ "shard": shard }),
+            ShardError::DuplicateTensor { first, second, .. } => {
+                json!({ "first": first, "second": second })
+            }
+            ShardError::MissingShard { shard, count } => json!({ "shard": shard, "count": count }),
+            ShardError::NotAFile { shard } => json!({ "shard": shard }),
+            ShardError::IndexTooLarge { len, limit } => json!({ "len": len, "limit": limit }),
+            ShardError::InvalidIndex { .. } | ShardError::Empty | ShardError::AmbiguousIndex(_) => {
+                json!({})
+            }
+        };
+        object(value)
+    }
+}
+
+impl Diagnostic for Error {
+    /// The rule broken for header and checkpoint problems (`overlap`,
+    /// `missing_from_shard`, ...), the slicing problem for slices.
+    fn kind(&self) -> &'static str {
+        match self {
+            Error::Header { source, .. } => source.kind(),
+            Error::Shard { source, .. } => source.kind(),
+            Error::Slice { source, .. } => source.kind(),
+            Error::Io { .. } => "io",
+            Error::TensorNotFound { .. } => "tensor_not_found",
+            Error::InvalidWrite { .. } => "invalid_write",
+        }
+    }
+
+    fn class(&self) -> ErrorClass {
+        match self {
+            Error::Header { source, .. } => source.class(),
+            Error::Shard { source, .. } => source.class(),
+            Error::Slice { source, .. } => source.class(),
+            Error::Io { .. } => ErrorClass::Io,
+            Error::TensorNotFound { .. } | Error::InvalidWrite { .. } => ErrorClass::Usage,
+        }
+    }
+
+    fn file(&self) -> Option<&Path> {
+        match self {
+            Error::Header { file, .. }
+            | Error::Io { file, .. }
+            | Error::TensorNotFound { file, .. }
+            | Error::Slice { file, .. }
+            | Error::Shard { file, .. }
+            | Error::InvalidWrite { file, .. } => Some(Path::new(file)),
+        }
+    }
+
+    fn tensor(&self) -> Option<&str> {
+        match self {
+            Error::Header { source, .. } => source.tensor(),
+            Error::Shard { source, .. } => source.tensor(),
+            Error::TensorNotFound { tensor, .. } | Error::Slice { tensor, .. } => Some(tensor),
+            Error::Io { .. } | Error::InvalidWrite { .. } => None,
+        }
+    }
+
+    fn offset(&self) -> Option<u64> {
+        match self {
+            Error::Header { source, .. } => source.offset(),
+            Error::Shard { .. }
+            | Error::Slice { .. }
+            | Error::Io { .. }
+            | Error::TensorNotFound { .. }
+            | Error::InvalidWrite { .. } => None,
+        }
+    }
+
+    /// For I/O errors, `io_kind`: the OS error's kind (`NotFound`, ...).
+    fn details(&self) -> Map<String, Value> {
+        match self {
+            Error::Header { source, .. } => source.details(),
+            Error::Shard { source, .. } => source.details(),
+            Error::Slice { source, .. } => source.details(),
+            Error::Io { source, .. } => {
+                object(json!({ "io_kind": format!("{:?}", source.kind()) }))
+            }
+            Error::TensorNotFound { .. } | Error::InvalidWrite { .. } => Map::new(),
+        }
+    }
+}
+
+fn object(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
 /// Shorthand for results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests;

@@ -65,7 +65,7 @@ pub mod source;
 pub mod summary;
 mod writer;
 
-pub use diagnostic::{Diagnostic, ErrorClass};
+pub use diagnostic::{chain_message, Diagnostic, ErrorClass};
 pub use dtype::{element_count, Dtype, DtypeInfo, DtypeKind, UnknownDtype, DTYPES};
 pub use error::{Error, HeaderError, Result, ShardError, SliceError};
 pub use header::{

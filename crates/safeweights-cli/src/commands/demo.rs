@@ -636,7 +636,7 @@ fn step_convert(ctx: &mut Ctx, p: &mut Printer) -> anyhow::Result<Value> {
     ))?;
     let refused = convert(&evil, &refused_out, &ConvertOptions::new());
     let message = match &refused {
-        Err(e) => e.to_string(),
+        Err(e) => safeweights::Diagnostic::message(e),
         Ok(_) => String::new(),
     };
     p.line(format_args!("    error: {message}"))?;

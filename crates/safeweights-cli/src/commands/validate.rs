@@ -30,9 +30,7 @@ pub struct Outcome {
 impl Outcome {
     /// Whether the file could not even be read (rather than being invalid).
     pub fn is_io_error(&self) -> bool {
-        self.error
-            .as_ref()
-            .is_some_and(|e| matches!(e.category, "io" | "usage" | "other"))
+        self.error.as_ref().is_some_and(|e| !e.is_invalid_input())
     }
 }
 

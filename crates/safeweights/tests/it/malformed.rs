@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use safeweights::{HeaderError, ParseOptions, SafeTensors};
+use safeweights::{Diagnostic, HeaderError, ParseOptions, SafeTensors};
 
 use crate::testutil::{raw_file, reference_python};
 
@@ -361,7 +361,7 @@ fn each_rule_has_its_own_error() {
             case.name
         );
         // The message names the source.
-        assert!(err.to_string().starts_with("<memory>: "), "{}", err);
+        assert!(err.message().starts_with("<memory>: "), "{}", err.message());
         let lenient = SafeTensors::deserialize_with(&case.bytes, &ParseOptions::lenient());
         assert_eq!(
             lenient.is_err(),
@@ -383,7 +383,7 @@ fn errors_name_the_file_tensor_and_offsets() {
     std::fs::write(&path, bytes).unwrap();
     let msg = safeweights::SafeTensorsFile::open(&path)
         .unwrap_err()
-        .to_string();
+        .message();
     assert!(msg.contains("bad.safetensors"), "{msg}");
     assert!(msg.contains("tensor \"b\""), "{msg}");
     assert!(
