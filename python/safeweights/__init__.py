@@ -33,6 +33,12 @@ from ._safeweights import (  # noqa: F401
     serialize_file,
 )
 from ._open import _safe_open_handle, safe_open  # noqa: F401
+
+# The exception classes are defined by the native module; they are importable
+# (and so picklable across processes) under this package's name.
+for _cls in (ConversionError, SafetensorError, SafetensorHeaderError, SafetensorIOError, TensorNotFoundError):
+    _cls.__module__ = "safeweights"
+del _cls
 from ._install import install_as_safetensors  # noqa: F401
 
 __all__ = [

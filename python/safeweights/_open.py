@@ -222,6 +222,74 @@ def _unsupported(index, ndim):
     return SafetensorError(f"Unsupported slice index at position {dim}: expected slice, int, or ellipsis")
 
 
+class _SliceError(SafetensorError, IndexError):
+    """A slice the reference's byte-level slicing refuses: its
+    ``SafetensorError``, and an ``IndexError`` as Python indexing raises."""
+
+
+def _slice_error(message, kind):
+    e = _SliceError(message)
+    e.kind = kind
+    return e
+
+
+def _bound(b):
+    return "" if b is None else str(b)
+
+
+def _reference_slice_error(index, shape):
+    """For frameworks other than torch, the error the reference raises for an
+    index its byte-level slicing refuses (negative ints past the start, bounds
+    past the end, too many indices), with its message; ``None`` when the
+    reference accepts it. Negative slice bounds and steps, which the reference
+    cannot take, are left to the core (an addition of ours)."""
+    items = index if isinstance(index, tuple) else (index,)
+    explicit = [i for i in items if i is not Ellipsis]
+    expansion = max(len(shape) - len(explicit), 0)
+    shown, bounds = [], []  # per indexed dimension: (start, stop) or None
+    for i in items:
+        if i is Ellipsis:
+            shown += [":"] * expansion
+            bounds += [(None, None)] * expansion
+            continue
+        dim = len(bounds)
+        size = shape[dim] if dim < len(shape) else 0
+        if isinstance(i, slice):
+            text = f"{_bound(i.start)}:{_bound(i.stop)}"
+            if i.step not in (None, 1):
+                text += f":{i.step}"
+            shown.append(text)
+            plain = all(v is None or (_is_int(v) and v >= 0) for v in (i.start, i.stop)) and (
+                i.step is None or (_is_int(i.step) and i.step > 0)
+            )
+            bounds.append((i.start, i.stop) if plain else "ours")
+        else:
+            n = int(i)
+            if n < 0:
+                if n + size < 0:
+                    return _slice_error(f"Invalid index {n} for dimension {dim} of size {size}", "index_out_of_range")
+                n += size
+            shown.append(str(n))
+            bounds.append((n, n + 1))
+    where = f"Error during slicing [{', '.join(shown)}] with shape {list(shape)}"
+    if len(bounds) > len(shape):
+        return _slice_error(f"{where}: more slicing indexes than dimensions in tensor", "too_many_indices")
+    # The reference checks from the innermost dimension outwards.
+    for dim in reversed(range(len(bounds))):
+        if bounds[dim] == "ours":
+            continue
+        start, stop = bounds[dim]
+        size = shape[dim]
+        start = 0 if start is None else start
+        stop = size if stop is None else stop
+        if start >= size or stop > size:
+            asked = start if start >= size else max(stop - 1, 0)
+            return _slice_error(
+                f"{where}: index {asked} out of bounds for tensor dimension #{dim} of size {size}", "index_out_of_range"
+            )
+    return None
+
+
 class PySafeSlice:
     """A tensor not yet read: its shape and dtype, and indexing that reads only
     the selected elements."""
@@ -266,6 +334,11 @@ class PySafeSlice:
             return self._owner._build(self._file, self._entry)[index]
         if _is_everything(index, len(self._entry[2])):
             return self._owner._build(self._file, self._entry)
+        if self._owner._framework != "pt":
+            refused = _reference_slice_error(index, list(self._entry[2]))
+            if refused is not None:
+                refused.file, refused.tensor, refused.offset = self._owner._filename, name, None
+                raise refused
         shape, data = self._file.read_slice(name, index)
         return _frameworks.from_bytes(self._owner, dtype, shape, data)
 

@@ -107,7 +107,7 @@ def test_conversion_errors(tmp_path):
         z.writestr("archive/version", "3\n")
     with pytest.raises(ConversionError) as e:
         safeweights.convert(evil, tmp_path / "evil.safetensors")
-    assert (e.value.kind, e.value.file, e.value.member) == ("unsafe", str(evil), "archive/data.pkl")
+    assert (e.value.kind, e.value.file, e.value.member) == ("pickle_forbidden_global", str(evil), "archive/data.pkl")
     assert e.value.offset == 2
     assert not os.path.exists(tmp_path / "evil.safetensors")
 

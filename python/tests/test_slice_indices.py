@@ -19,6 +19,18 @@ INDICES = [
     ([],),
     [1, 2],
     (Ellipsis, None),
+    (slice(2, None), -6),
+    (slice(2, None), 20),
+    (20,),
+    (slice(None), slice(None), 0),
+    (Ellipsis, 4, 1),
+    (-10, Ellipsis),
+    (-11,),
+    slice(None, 20),
+    (slice(None), slice(None, 20)),
+    (slice(10, None),),
+    (slice(2, 2),),
+    (slice(1, 3), slice(0, 5, 2)),
 ]
 
 

@@ -79,3 +79,11 @@ pub fn convert(
     summary.seconds = start.elapsed().as_secs_f64();
     Ok(summary)
 }
+
+/// Parses the header at the start of a `.npy` file image, as the converter
+/// does before reading any data: the shape and the data's offset and byte
+/// length, or why the header is refused. For fuzzing and tools; conversion
+/// itself goes through [`convert`].
+pub fn npy_header(head: &[u8]) -> std::result::Result<(Vec<usize>, u64, u64), String> {
+    npy::parse_header(head).map(|h| (h.shape, h.data_offset, h.nbytes))
+}

@@ -161,6 +161,17 @@ fn shard_errors() -> Vec<ShardError> {
         },
         S::Empty,
         S::AmbiguousIndex("a.index.json, b.index.json".to_owned()),
+        S::MissingShard {
+            shard: "model-00004-of-00008.safetensors".to_owned(),
+            count: 8,
+        },
+        S::NotAFile {
+            shard: "extra.safetensors".to_owned(),
+        },
+        S::IndexTooLarge {
+            len: 100_000_001,
+            limit: 100_000_000,
+        },
     ]
 }
 
