@@ -1,5 +1,6 @@
 //! Shared helpers for the benchmarks: timing, machine description, the peer
 //! Python interpreter.
+#![allow(clippy::disallowed_methods)] // Tests, examples and benches use std::fs directly; the rule is for library code.
 #![allow(clippy::print_stdout)]
 
 use std::path::PathBuf;

@@ -3,6 +3,7 @@
 //! multi-GB file.
 //!
 //! `cargo run --release -p safeweights-bench --bin core -- [--dir DIR] [--gb N]`
+#![allow(clippy::disallowed_methods)] // Tests, examples and benches use std::fs directly; the rule is for library code.
 #![allow(clippy::print_stdout)]
 
 use std::path::PathBuf;

@@ -12,6 +12,7 @@
 //!   16 MiB `O_DIRECT` reads into one reused aligned buffer, nothing else.
 //!
 //! `cargo run --release -p safeweights-bench --bin load -- [--dir DIR] [--gb N] [--threads N] [--queue-depth N] [--runs N] [--no-peer]`
+#![allow(clippy::disallowed_methods)] // Tests, examples and benches use std::fs directly; the rule is for library code.
 #![allow(clippy::print_stdout)]
 
 use std::fs::File;

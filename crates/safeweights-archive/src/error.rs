@@ -287,6 +287,7 @@ impl Diagnostic for GzipError {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // Tests build fixtures with std::fs.
 mod tests {
     use super::*;
 

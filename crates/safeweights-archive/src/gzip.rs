@@ -76,6 +76,7 @@ pub fn gunzip(data: &[u8], limit: u64) -> Result<Gunzip, GzipError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // Tests build fixtures with std::fs.
 mod tests {
     use super::*;
     use std::io::Write;

@@ -75,6 +75,7 @@ pub(crate) fn inflate(input: &[u8], limit: usize) -> Result<Vec<u8>, Partial> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // Tests build fixtures with std::fs.
 mod tests {
     use super::*;
     use std::io::Write;

@@ -57,6 +57,7 @@ impl Source for SliceSource<'_> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // Tests build fixtures with std::fs.
 mod tests {
     use super::*;
 

@@ -295,6 +295,7 @@ pub fn parse_bytes(data: &[u8], max_entries: usize) -> Tar {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // Tests build fixtures with std::fs.
 mod tests {
     use super::*;
 

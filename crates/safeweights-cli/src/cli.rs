@@ -388,6 +388,7 @@ fn parse_prefix(text: &str) -> Result<String, String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // Tests build fixtures with std::fs.
 mod tests {
     use clap::Parser;
 

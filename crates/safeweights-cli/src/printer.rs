@@ -219,6 +219,7 @@ pub fn human_count(n: u64) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // Tests build fixtures with std::fs.
 mod tests {
     use super::*;
 

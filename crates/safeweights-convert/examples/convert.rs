@@ -1,6 +1,7 @@
 //! `cargo run --release --example convert -- SRC DST [--keep-shared] [--metadata-leaves]
 //! [--max-shard-size SIZE] [--overwrite]`: runs [`safeweights_convert::convert`]
 //! and prints the summary as JSON (used by `bench/convert.py`).
+#![allow(clippy::disallowed_methods)] // Tests, examples and benches use std::fs directly; the rule is for library code.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use safeweights::Diagnostic;

@@ -1,7 +1,6 @@
 //! Dispatch, writers and read-back verification.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -51,7 +50,7 @@ pub(crate) fn target_of(dst: &Path) -> Option<Target> {
 }
 
 pub(crate) fn detect(path: &Path) -> Result<Input> {
-    let mut f = File::open(path).map_err(io_err(path))?;
+    let mut f = fs_err::File::open(path).map_err(io_err(path))?;
     let len = f.metadata().map_err(io_err(path))?.len();
     let mut head = [0u8; 16];
     let n = f.read(&mut head).map_err(io_err(path))?;
@@ -498,7 +497,7 @@ fn write_zip<'h>(
 
 fn remove_all(paths: &[PathBuf]) {
     for p in paths {
-        let _ = std::fs::remove_file(p);
+        let _ = fs_err::remove_file(p);
     }
 }
 

@@ -40,7 +40,7 @@ fn plain_name(name: &str) -> bool {
 fn weight_files(src: &Path) -> Result<(Vec<String>, Option<ShardIndex>)> {
     let index_path = src.join(BIN_INDEX);
     if index_path.is_file() {
-        let text = std::fs::read_to_string(&index_path).map_err(io_err(&index_path))?;
+        let text = fs_err::read_to_string(&index_path).map_err(io_err(&index_path))?;
         let index =
             ShardIndex::parse(&text).map_err(|e| folder_err(src, format!("{BIN_INDEX}: {e}")))?;
         let files: BTreeSet<&String> = index.weight_map.values().collect();
@@ -286,7 +286,7 @@ pub(crate) fn convert_folder(
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    std::fs::create_dir_all(&parent).map_err(io_err(&parent))?;
+    fs_err::create_dir_all(&parent).map_err(io_err(&parent))?;
     let dst_name = dst
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -320,9 +320,9 @@ pub(crate) fn convert_folder(
         let to = work.join(rel);
         opts.report(Phase::Copying, &rel.to_string_lossy(), k as u64, copy_total);
         if let Some(p) = to.parent() {
-            std::fs::create_dir_all(p).map_err(io_err(p))?;
+            fs_err::create_dir_all(p).map_err(io_err(p))?;
         }
-        std::fs::copy(&from, &to).map_err(io_err(&from))?;
+        fs_err::copy(&from, &to).map_err(io_err(&from))?;
     }
     // verify everything written against the source
     verify_safetensors(&multi, &written, opts)?;
@@ -334,20 +334,20 @@ pub(crate) fn convert_folder(
             .tempdir_in(&parent)
             .map_err(io_err(&parent))?;
         let b = b.keep();
-        std::fs::remove_dir(&b).map_err(io_err(&b))?;
-        std::fs::rename(dst, &b).map_err(io_err(dst))?;
+        fs_err::remove_dir(&b).map_err(io_err(&b))?;
+        fs_err::rename(dst, &b).map_err(io_err(dst))?;
         backup = Some(b);
     }
     let work = tmp.keep();
-    if let Err(e) = std::fs::rename(&work, dst) {
+    if let Err(e) = fs_err::rename(&work, dst) {
         if let Some(b) = &backup {
-            let _ = std::fs::rename(b, dst);
+            let _ = fs_err::rename(b, dst);
         }
-        let _ = std::fs::remove_dir_all(&work);
+        let _ = fs_err::remove_dir_all(&work);
         return Err(io_err(dst)(e));
     }
     if let Some(b) = backup {
-        let _ = std::fs::remove_dir_all(b);
+        let _ = fs_err::remove_dir_all(b);
     }
     summary.files_written = written
         .iter()
@@ -359,6 +359,7 @@ pub(crate) fn convert_folder(
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // Tests build fixtures with std::fs.
 mod tests {
     use super::*;
 

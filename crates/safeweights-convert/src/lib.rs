@@ -70,7 +70,7 @@ pub fn convert(
 ) -> Result<ConvertSummary> {
     let start = Instant::now();
     let (src, dst) = (src.as_ref(), dst.as_ref());
-    let meta = std::fs::metadata(src).map_err(error::io_err(src))?;
+    let meta = fs_err::metadata(src).map_err(error::io_err(src))?;
     let mut summary = if meta.is_dir() {
         folder::convert_folder(src, dst, options)?
     } else {

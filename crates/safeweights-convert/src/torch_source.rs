@@ -193,7 +193,7 @@ fn bare_pickle_global(path: &Path) -> Option<safeweights_pickle::Error> {
     use std::io::Read;
     let limits = Limits::default();
     let mut data = Vec::new();
-    std::fs::File::open(path)
+    fs_err::File::open(path)
         .ok()?
         .take(limits.max_pickle_bytes)
         .read_to_end(&mut data)

@@ -1,6 +1,7 @@
 //! Converting a legacy tar checkpoint (PyTorch < 0.4) gives the tensors torch
 //! loads from it (fixtures and expected values: safeweights-pickle's
 //! tests/fixtures/make_legacy_tar.py).
+#![allow(clippy::disallowed_methods)] // Tests, examples and benches use std::fs directly; the rule is for library code.
 
 use safeweights_convert::{convert, ConvertError, ConvertOptions};
 use safeweights_pickle::{Error as PE, PickleErrorKind};

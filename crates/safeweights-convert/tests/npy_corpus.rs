@@ -1,5 +1,6 @@
 //! Replays the committed `.npy` header fuzz corpus (`fuzz/corpus/npy`)
 //! through the parser: every input the fuzzer kept is checked on every run.
+#![allow(clippy::disallowed_methods)] // Tests, examples and benches use std::fs directly; the rule is for library code.
 
 #[test]
 fn npy_header_corpus_parses_without_panic() {

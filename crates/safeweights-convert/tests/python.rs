@@ -8,6 +8,7 @@
 //! Python is `$SAFEWEIGHTS_PYTHON`, else the workspace `.venv/bin/python`,
 //! else `python3`. Without torch the tests are skipped with a message,
 //! unless `SAFEWEIGHTS_REQUIRE_PYTHON=1`, in which case they fail.
+#![allow(clippy::disallowed_methods)] // Tests, examples and benches use std::fs directly; the rule is for library code.
 #![allow(clippy::print_stderr)]
 
 use std::collections::BTreeMap;

@@ -142,7 +142,7 @@ pub fn malicious_pickle() -> Vec<u8> {
 /// # Errors
 /// The file cannot be written.
 pub fn write_disguised_pickle_zip(path: &Path) -> Result<()> {
-    let file = std::fs::File::create(path).map_err(|e| DemoError::io(path, e))?;
+    let file = fs_err::File::create(path).map_err(|e| DemoError::io(path, e))?;
     let mut zip = safeweights_archive::ZipWriter::new(file);
     zip.entry("archive/data.pkl", &malicious_pickle())
         .and_then(|()| zip.entry("archive/version", b"3\n"))
@@ -152,6 +152,7 @@ pub fn write_disguised_pickle_zip(path: &Path) -> Result<()> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // Tests build fixtures with std::fs.
 mod tests {
     use safeweights::{serialize, Dtype, HeaderError, SafeTensors, TensorRef};
 

@@ -254,7 +254,7 @@ pub fn write_sample(path: &Path) -> Result<SampleFile> {
     let model = sample_specs();
     let f8 = F8E4M3Encoder::new();
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| DemoError::io(parent, e))?;
+        fs_err::create_dir_all(parent).map_err(|e| DemoError::io(parent, e))?;
     }
     let metadata: Metadata = [("format".to_owned(), "pt".to_owned())].into();
     let specs: Vec<TensorSpec> = model.iter().map(|(s, _)| s.clone()).collect();
@@ -272,7 +272,7 @@ pub fn write_sample(path: &Path) -> Result<SampleFile> {
         }
     }
     writer.finish()?;
-    let file_bytes = std::fs::metadata(path)
+    let file_bytes = fs_err::metadata(path)
         .map_err(|e| DemoError::io(path, e))?
         .len();
     let params = specs
@@ -290,6 +290,7 @@ pub fn write_sample(path: &Path) -> Result<SampleFile> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // Tests build fixtures with std::fs.
 mod tests {
     use super::*;
 

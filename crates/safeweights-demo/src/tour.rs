@@ -279,13 +279,13 @@ pub fn matches_file<'a>(
 /// A file cannot be read or written, or the sample is not one.
 pub fn write_corruptions(work: &Workdir) -> Result<Vec<(&'static hostile::Corruption, PathBuf)>> {
     let original_path = work.original();
-    let original = std::fs::read(&original_path).map_err(|e| DemoError::io(&original_path, e))?;
+    let original = fs_err::read(&original_path).map_err(|e| DemoError::io(&original_path, e))?;
     let dir = work.corrupt();
-    std::fs::create_dir_all(&dir).map_err(|e| DemoError::io(&dir, e))?;
+    fs_err::create_dir_all(&dir).map_err(|e| DemoError::io(&dir, e))?;
     let mut written = Vec::new();
     for c in hostile::CORRUPTIONS {
         let path = dir.join(c.name);
-        std::fs::write(&path, (c.apply)(&original)?).map_err(|e| DemoError::io(&path, e))?;
+        fs_err::write(&path, (c.apply)(&original)?).map_err(|e| DemoError::io(&path, e))?;
         written.push((c, path));
     }
     Ok(written)
@@ -302,7 +302,7 @@ pub fn write_corruptions(work: &Workdir) -> Result<Vec<(&'static hostile::Corrup
 /// The conversion or a write fails.
 pub fn write_incoming(work: &Workdir) -> Result<()> {
     let dir = work.incoming();
-    std::fs::create_dir_all(&dir).map_err(|e| DemoError::io(&dir, e))?;
+    fs_err::create_dir_all(&dir).map_err(|e| DemoError::io(&dir, e))?;
     safeweights_convert::convert(
         work.original(),
         work.incoming_bin(),
@@ -317,12 +317,13 @@ pub fn write_incoming(work: &Workdir) -> Result<()> {
 /// It cannot be created.
 pub fn create_parent(path: &Path) -> Result<()> {
     match path.parent() {
-        Some(parent) => std::fs::create_dir_all(parent).map_err(|e| DemoError::io(parent, e)),
+        Some(parent) => fs_err::create_dir_all(parent).map_err(|e| DemoError::io(parent, e)),
         None => Ok(()),
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // Tests build fixtures with std::fs.
 mod tests {
     use super::*;
 

@@ -2,6 +2,7 @@
 //!
 //! Loads a checkpoint and prints the JSON report (what `safeweights load
 //! --json` would print). `--cold` evicts the files' pages first.
+#![allow(clippy::disallowed_methods)] // Tests, examples and benches use std::fs directly; the rule is for library code.
 #![allow(clippy::print_stdout)]
 
 use safeweights::Checkpoint;

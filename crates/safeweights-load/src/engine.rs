@@ -74,7 +74,7 @@ impl<'p> Prepared<'p> {
                 file: f.name().to_owned(),
                 source,
             };
-            let buffered = File::open(path).map_err(open_err)?;
+            let (buffered, _) = fs_err::File::open(path).map_err(open_err)?.into_parts();
             let mut residency = None;
             let mut direct = None;
             let mut fallback = None;

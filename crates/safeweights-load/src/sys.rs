@@ -17,6 +17,9 @@ pub(crate) const MAX_IOV: usize = 1024;
 /// Opens `path` for `O_DIRECT` reads, or says why not.
 #[cfg(target_os = "linux")]
 pub(crate) fn open_direct(path: &Path) -> io::Result<File> {
+    // std, not fs_err: the caller tells EINVAL (no O_DIRECT on this file
+    // system) from other errors by the raw OS error, and names the file.
+    #[allow(clippy::disallowed_methods)]
     std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_DIRECT)
@@ -260,7 +263,7 @@ impl Drop for HostBuffer {
 /// Which pages of a file are in the page cache: one bool per page of
 /// `page_size()` bytes (`mincore` on a temporary mapping).
 pub fn page_residency(path: &Path) -> io::Result<Vec<bool>> {
-    let file = File::open(path)?;
+    let file = fs_err::File::open(path)?;
     let len = file.metadata()?.len() as usize;
     if len == 0 {
         return Ok(Vec::new());
@@ -308,7 +311,7 @@ pub fn page_size() -> usize {
 /// (`posix_fadvise(POSIX_FADV_DONTNEED)`): the unprivileged way to make a
 /// file "cold" for a benchmark. Pages mapped by a process stay.
 pub fn evict_from_page_cache(path: &Path) -> io::Result<()> {
-    let file = File::open(path)?;
+    let file = fs_err::File::open(path)?;
     #[cfg(target_os = "linux")]
     {
         // SAFETY: advisory call on an open descriptor.

@@ -470,6 +470,7 @@ impl Drop for Worker<'_, '_> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // Tests build fixtures with std::fs.
 mod tests {
     use std::collections::HashMap;
 

@@ -10,6 +10,7 @@
 //! clean-up), not CUDA's speed or the driver: a GPU machine runs
 //! `cuda_load_is_byte_identical_when_a_gpu_is_present` (tests/load.rs) and
 //! bench/gpu for that.
+#![allow(clippy::disallowed_methods)] // Tests, examples and benches use std::fs directly; the rule is for library code.
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! I/O mode and through both I/O backends (threads, io_uring), for many
 //! small, huge, unaligned, sharded and sliced plans; failed reads name the
 //! file and tensor and never report a partial tensor.
+#![allow(clippy::disallowed_methods)] // Tests, examples and benches use std::fs directly; the rule is for library code.
 
 mod common;
 

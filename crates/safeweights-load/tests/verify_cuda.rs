@@ -3,6 +3,7 @@
 //! runtime (tests/cudart_emu): a clean load verifies, and a copy that
 //! silently flips a byte is caught and named. One test in this binary, as
 //! it sets the environment.
+#![allow(clippy::disallowed_methods)] // Tests, examples and benches use std::fs directly; the rule is for library code.
 
 mod cudart_emu;
 

@@ -737,6 +737,7 @@ fn raw_unicode_escape(s: &[u8]) -> Result<String, String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // Tests build fixtures with std::fs.
 mod tests {
     use super::*;
 

@@ -1,4 +1,5 @@
 //! Property tests: arbitrary and mutated inputs never panic.
+#![allow(clippy::disallowed_methods)] // Tests, examples and benches use std::fs directly; the rule is for library code.
 
 use proptest::prelude::*;
 use safeweights::MemorySource;

@@ -1,6 +1,7 @@
 //! Legacy tar checkpoints (PyTorch < 0.4), written by
 //! tests/fixtures/make_legacy_tar.py and checked there with `torch.load`;
 //! compared with legacy_tar_expected.json (what torch loaded).
+#![allow(clippy::disallowed_methods)] // Tests, examples and benches use std::fs directly; the rule is for library code.
 
 use safeweights::MemorySource;
 use safeweights_pickle::archive::tar;

@@ -1,6 +1,7 @@
 //! Pickles produced by the real CPython `pickle` module (protocols 0-5),
 //! cross-checked with `pickletools`, plus hostile pickles.
 //! Tests needing python3 print a note and pass when it is missing.
+#![allow(clippy::disallowed_methods)] // Tests, examples and benches use std::fs directly; the rule is for library code.
 #![allow(clippy::print_stderr)]
 
 use safeweights::MemorySource;

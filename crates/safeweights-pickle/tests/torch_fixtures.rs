@@ -1,5 +1,6 @@
 //! Checkpoints written by real `torch.save` (see tests/fixtures/make_fixtures.py),
 //! compared against expected.json computed by torch itself.
+#![allow(clippy::disallowed_methods)] // Tests, examples and benches use std::fs directly; the rule is for library code.
 
 use safeweights::MemorySource;
 use safeweights_pickle::torch::{Format, TorchCheckpoint};

@@ -30,6 +30,7 @@
 //! As a guard, every name in those tables must be a case, and every file is
 //! scanned here with `scan_bytes` and must produce the findings its cases
 //! expect, or this exits 1. Nothing is ever unpickled or executed.
+#![allow(clippy::disallowed_methods)] // Tests, examples and benches use std::fs directly; the rule is for library code.
 
 #[path = "../tests/common/cases.rs"]
 mod cases;

@@ -1,4 +1,5 @@
 //! Minimal driver for trying the scanner: `cargo run --example scan -- PATH... [--json|--sarif] [--safetensors-only]`.
+#![allow(clippy::disallowed_methods)] // Tests, examples and benches use std::fs directly; the rule is for library code.
 use std::io::Write;
 
 fn main() {

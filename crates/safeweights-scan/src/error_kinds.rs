@@ -1,5 +1,6 @@
 //! Every error of the scanner: its kind is unique and documented in
 //! `docs/errors.md` with its class.
+#![allow(clippy::disallowed_methods)] // A test: reads docs/errors.md with std::fs.
 
 use std::collections::BTreeSet;
 

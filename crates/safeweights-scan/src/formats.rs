@@ -361,6 +361,7 @@ pub(crate) fn path_escapes_from(name: &str, target: &str) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // Tests build fixtures with std::fs.
 mod tests {
     use super::*;
 

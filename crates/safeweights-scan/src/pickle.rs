@@ -732,6 +732,7 @@ pub(crate) fn scan(data: &[u8], walk: Walk, ctx: &Context) -> PickleScan {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // Tests build fixtures with std::fs.
 mod tests {
     use super::*;
 

@@ -168,6 +168,7 @@ pub fn rule(id: &str) -> Option<&'static Rule> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // Tests build fixtures with std::fs.
 mod tests {
     use super::*;
 

@@ -771,7 +771,7 @@ pub(crate) fn scan_file(path: &Path, opts: &ScanOptions) -> Report {
         file: name.clone(),
         message: m,
     };
-    match std::fs::metadata(path) {
+    match fs_err::metadata(path) {
         Ok(m) if !m.is_file() => {
             s.report.errors.push(err("not a regular file".into()));
         }

@@ -1,6 +1,7 @@
 //! The corpus: one crafted file per technique, each with the finding it must
 //! produce; benign real files must produce nothing above info. The case table
 //! is `common/cases.rs` (shared with `examples/dump_corpus.rs`).
+#![allow(clippy::disallowed_methods)] // Tests, examples and benches use std::fs directly; the rule is for library code.
 
 mod common;
 use common::*;

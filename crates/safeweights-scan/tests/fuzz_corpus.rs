@@ -1,6 +1,7 @@
 //! Replays the committed fuzz corpora (`fuzz/corpus/{scan,pickle,zip}`)
 //! through the scanner, so every input the fuzzers kept is re-checked on
 //! every test run.
+#![allow(clippy::disallowed_methods)] // Tests, examples and benches use std::fs directly; the rule is for library code.
 
 use safeweights_scan::{scan_bytes, ScanOptions};
 

@@ -1,5 +1,6 @@
 //! Only what must be read is read: a 20 GiB (sparse) PyTorch zip checkpoint
 //! scans in well under a second because tensor payloads are never touched.
+#![allow(clippy::disallowed_methods)] // Tests, examples and benches use std::fs directly; the rule is for library code.
 
 mod common;
 

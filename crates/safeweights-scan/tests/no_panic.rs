@@ -1,4 +1,5 @@
 //! Arbitrary bytes never panic the scanner.
+#![allow(clippy::disallowed_methods)] // Tests, examples and benches use std::fs directly; the rule is for library code.
 
 mod common;
 

@@ -11,7 +11,9 @@
 //! Modes follow the usual rule for new files (`0o666` less the umask); a file
 //! that replaces another keeps the mode of the one it replaces.
 
-use std::fs::{self, File};
+use std::fs::File;
+
+use fs_err as fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -150,7 +152,7 @@ impl Drop for AtomicFile {
 /// `/proc/self/fd` is there to name it later.
 #[cfg(target_os = "linux")]
 fn unnamed_in(dir: &Path) -> Option<File> {
-    use std::os::unix::fs::OpenOptionsExt;
+    use fs_err::os::unix::fs::OpenOptionsExt;
     if !Path::new("/proc/self/fd").is_dir() {
         return None;
     }
@@ -161,6 +163,7 @@ fn unnamed_in(dir: &Path) -> Option<File> {
         .custom_flags(libc::O_TMPFILE)
         .open(dir)
         .ok()
+        .map(|f| f.into_parts().0)
 }
 
 #[cfg(target_os = "linux")]
@@ -223,9 +226,9 @@ fn named_in(dir: &Path, target: &Path) -> io::Result<(File, PathBuf)> {
         let mut options = fs::OpenOptions::new();
         options.read(true).write(true).create_new(true);
         #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o666);
+        fs_err::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o666);
         match options.open(&temp) {
-            Ok(file) => return Ok((file, temp)),
+            Ok(file) => return Ok((file.into_parts().0, temp)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
             Err(e) => return Err(e),
         }
@@ -240,7 +243,7 @@ fn keep_mode_of(file: &File, target: &Path) -> io::Result<()> {
         if old.is_file() {
             use std::os::unix::fs::PermissionsExt;
             let mode = old.permissions().mode() & 0o7777;
-            file.set_permissions(fs::Permissions::from_mode(mode))?;
+            file.set_permissions(std::fs::Permissions::from_mode(mode))?;
         }
     }
     #[cfg(not(unix))]
@@ -250,7 +253,7 @@ fn keep_mode_of(file: &File, target: &Path) -> io::Result<()> {
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
     #[cfg(unix)]
-    File::open(dir)?.sync_all()?;
+    fs::File::open(dir)?.sync_all()?;
     #[cfg(not(unix))]
     let _ = dir;
     Ok(())

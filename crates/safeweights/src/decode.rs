@@ -417,6 +417,7 @@ pub fn decode_into(dtype: Dtype, bytes: &[u8], out: &mut Vec<f64>) -> Result<(),
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // Tests build fixtures with std::fs.
 mod tests {
     use super::*;
     use crate::DTYPES;

@@ -260,6 +260,7 @@ fn compare_values(
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // Tests build fixtures with std::fs.
 mod tests {
     use std::path::Path;
 

@@ -209,6 +209,7 @@ pub fn element_count(shape: &[usize]) -> Option<usize> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // Tests build fixtures with std::fs.
 mod tests {
     use super::*;
 

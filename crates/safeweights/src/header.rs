@@ -508,6 +508,7 @@ fn parse_tensor(name: String, raw: RawTensor) -> Result<TensorInfo, HeaderError>
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // Tests build fixtures with std::fs.
 mod tests {
     use super::*;
 

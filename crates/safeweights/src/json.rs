@@ -581,6 +581,7 @@ impl<T> Field<T> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // Tests build fixtures with std::fs.
 mod tests {
     use super::*;
 

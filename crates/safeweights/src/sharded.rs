@@ -291,7 +291,7 @@ impl Checkpoint {
     /// Opens with options applied to every shard.
     pub fn open_with(path: impl AsRef<Path>, options: &OpenOptions) -> Result<Self> {
         let path = path.as_ref();
-        let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+        let meta = fs_err::metadata(path).map_err(|e| Error::io(path, e))?;
         if meta.is_dir() {
             return Self::open_dir(path, options);
         }
@@ -313,7 +313,7 @@ impl Checkpoint {
         };
         let mut indexes = Vec::new();
         let mut files = Vec::new();
-        for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        for entry in fs_err::read_dir(dir).map_err(|e| Error::io(dir, e))? {
             let entry = entry.map_err(|e| Error::io(dir, e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.starts_with('.') {
@@ -630,10 +630,10 @@ impl Staging {
             Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
             _ => PathBuf::from("."),
         };
-        std::fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
+        fs_err::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
         crate::atomic::remove_stale(&parent, out_dir, STAGE_SUFFIX);
         let path = crate::atomic::temp_path(&parent, out_dir, STAGE_SUFFIX);
-        std::fs::create_dir(&path).map_err(|e| Error::io(&path, e))?;
+        fs_err::create_dir(&path).map_err(|e| Error::io(&path, e))?;
         Ok(Staging { path })
     }
 
@@ -646,12 +646,12 @@ impl Staging {
     fn publish(self, out_dir: &Path, prefix: &str, names: &[String]) -> Result<()> {
         if !out_dir.exists() {
             // Nothing to keep: the staging folder becomes the target.
-            std::fs::rename(&self.path, out_dir).map_err(|e| Error::io(out_dir, e))?;
+            fs_err::rename(&self.path, out_dir).map_err(|e| Error::io(out_dir, e))?;
             return sync_parent(out_dir);
         }
         let old = old_checkpoint_files(out_dir, prefix)?;
         let aside = self.path.join(".replaced");
-        std::fs::create_dir(&aside).map_err(|e| Error::io(&aside, e))?;
+        fs_err::create_dir(&aside).map_err(|e| Error::io(&aside, e))?;
         let mut moved_aside = Vec::new();
         let mut moved_in = Vec::new();
         let result = (|| {
@@ -668,10 +668,10 @@ impl Staging {
         if result.is_err() {
             // Put everything back as it was.
             for name in moved_in {
-                let _ = std::fs::rename(out_dir.join(name), self.path.join(name));
+                let _ = fs_err::rename(out_dir.join(name), self.path.join(name));
             }
             for name in moved_aside {
-                let _ = std::fs::rename(aside.join(name), out_dir.join(name));
+                let _ = fs_err::rename(aside.join(name), out_dir.join(name));
             }
         }
         result
@@ -680,19 +680,19 @@ impl Staging {
 
 impl Drop for Staging {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
+        let _ = fs_err::remove_dir_all(&self.path);
     }
 }
 
 fn rename(from: &Path, to: &Path) -> Result<()> {
-    std::fs::rename(from, to).map_err(|e| Error::io(to, e))
+    fs_err::rename(from, to).map_err(|e| Error::io(to, e))
 }
 
 /// Syncs the folder holding `path`, so renames into it are durable.
 fn sync_parent(path: &Path) -> Result<()> {
     #[cfg(unix)]
     if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::File::open(dir)
+        fs_err::File::open(dir)
             .and_then(|d| d.sync_all())
             .map_err(|e| Error::io(dir, e))?;
     }
@@ -705,7 +705,7 @@ fn sync_parent(path: &Path) -> Result<()> {
 /// its numbered shards and its index.
 fn old_checkpoint_files(dir: &Path, prefix: &str) -> Result<Vec<String>> {
     let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+    for entry in fs_err::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let entry = entry.map_err(|e| Error::io(dir, e))?;
         let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
             continue;

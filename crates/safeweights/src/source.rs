@@ -137,13 +137,13 @@ impl MmapSource {
 /// Opens `path` for reading if it is a regular file. A FIFO or device is
 /// refused before it can block the open or the reads.
 pub(crate) fn open_regular(path: &Path) -> io::Result<File> {
-    let mut options = std::fs::OpenOptions::new();
+    let mut options = fs_err::OpenOptions::new();
     options.read(true);
     // Opening a FIFO for reading waits for a writer: O_NONBLOCK returns at
     // once, and the type check below refuses it.
     #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
-    let file = options.open(path)?;
+    fs_err::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    let (file, _) = options.open(path)?.into_parts();
     let meta = file.metadata()?;
     if !meta.is_file() {
         let what = if meta.is_dir() {

@@ -205,6 +205,7 @@ impl Checkpoint {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // Tests build fixtures with std::fs.
 mod tests {
     use super::*;
     use crate::{sharded, write_file, TensorRef};

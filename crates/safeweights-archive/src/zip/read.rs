@@ -824,6 +824,7 @@ fn trunc(what: &'static str) -> ZipErrorKind {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // Tests build fixtures with std::fs.
 mod tests {
     use super::*;
     use crate::slice::SliceSource;

@@ -58,6 +58,7 @@ pub fn crc32(crc: u32, data: &[u8]) -> u32 {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // Tests build fixtures with std::fs.
 mod tests {
     use super::*;
 

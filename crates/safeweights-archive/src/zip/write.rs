@@ -254,6 +254,7 @@ impl<W: Write + Seek> Write for ZipWriter<W> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // Tests build fixtures with std::fs.
 mod tests {
     use super::super::entry::Method;
     use super::super::read::ZipArchive;

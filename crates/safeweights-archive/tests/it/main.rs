@@ -1,6 +1,7 @@
 //! The archive readers on files real writers made (the PyTorch fixtures of
 //! `safeweights-pickle`, written by `torch.save`) and on the committed fuzz
 //! corpora, through every kind of `Source`.
+#![allow(clippy::disallowed_methods)] // Tests, examples and benches use std::fs directly; the rule is for library code.
 
 use std::path::{Path, PathBuf};
 

@@ -108,7 +108,7 @@ pub fn run(args: &DemoArgs, printer: &mut Printer) -> anyhow::Result<Status> {
     let temp;
     let (dir, kept) = match &args.dir {
         Some(dir) => {
-            std::fs::create_dir_all(dir)
+            fs_err::create_dir_all(dir)
                 .with_context(|| format!("{}: cannot create the demo folder", dir.display()))?;
             (dir.clone(), true)
         }
@@ -339,7 +339,7 @@ fn step_reshard(ctx: &mut Ctx, p: &mut Printer) -> anyhow::Result<Value> {
         written.last() == Some(&index),
         "model.safetensors.index.json written",
     )?;
-    let text = std::fs::read_to_string(&index)?;
+    let text = fs_err::read_to_string(&index)?;
     let parsed = safeweights::ShardIndex::parse(&text)
         .map_err(|e| anyhow::anyhow!("{}: {e}", index.display()))?;
     ctx.check(
@@ -487,7 +487,7 @@ fn step_merge(ctx: &mut Ctx, p: &mut Printer) -> anyhow::Result<Value> {
     };
     p.indented(4, |p| diff::print_human(&report, p))?;
     ctx.check(p, report.comparison.equal, "diff: equal")?;
-    let same_bytes = std::fs::read(ctx.work.original())? == std::fs::read(&out)?;
+    let same_bytes = fs_err::read(ctx.work.original())? == fs_err::read(&out)?;
     ctx.check(
         p,
         same_bytes,
@@ -608,7 +608,7 @@ fn step_convert(ctx: &mut Ctx, p: &mut Printer) -> anyhow::Result<Value> {
         bin.display(),
         out.display()
     ))?;
-    let before = std::fs::read(&bin)?;
+    let before = fs_err::read(&bin)?;
     let summary = convert(&bin, &out, &ConvertOptions::new().overwrite(true))?;
     p.indented(4, |p| super::convert::print_summary(&summary, p))?;
     ctx.check(
@@ -616,7 +616,7 @@ fn step_convert(ctx: &mut Ctx, p: &mut Printer) -> anyhow::Result<Value> {
         summary.verified,
         "every tensor read back and compared bit for bit",
     )?;
-    ctx.check(p, std::fs::read(&bin)? == before, "the source is untouched")?;
+    ctx.check(p, fs_err::read(&bin)? == before, "the source is untouched")?;
 
     let original = Checkpoint::open(ctx.work.original())?;
     let converted = Checkpoint::open(&out)?;

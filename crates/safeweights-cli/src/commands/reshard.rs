@@ -44,7 +44,7 @@ pub fn check_output_dir(dir: &Path, force: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     let entries =
-        std::fs::read_dir(dir).with_context(|| format!("{}: cannot list", dir.display()))?;
+        fs_err::read_dir(dir).with_context(|| format!("{}: cannot list", dir.display()))?;
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.ends_with(".safetensors") || name.ends_with(".safetensors.index.json") {

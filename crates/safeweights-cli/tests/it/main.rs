@@ -1,5 +1,6 @@
 //! Runs the built `safeweights` binary on files written with
 //! `safeweights::write_file` in temporary folders.
+#![allow(clippy::disallowed_methods)] // Tests, examples and benches use std::fs directly; the rule is for library code.
 
 mod changing;
 #[path = "../../../safeweights-load/tests/cudart_emu/mod.rs"]

@@ -1,5 +1,6 @@
 //! Every error of the loader: its kind is unique and documented in
 //! `docs/errors.md` with its class.
+#![allow(clippy::disallowed_methods)] // Tests, examples and benches use std::fs directly; the rule is for library code.
 
 use std::collections::BTreeSet;
 use std::io;

@@ -1,4 +1,5 @@
 //! Integration tests of the format core, in one binary.
+#![allow(clippy::disallowed_methods)] // Tests, examples and benches use std::fs directly; the rule is for library code.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod atomic;
