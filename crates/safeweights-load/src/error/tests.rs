@@ -120,3 +120,33 @@ fn format_errors_take_the_core_kind_and_messages_join_the_chain() {
         "m.safetensors: reading tensor \"w\" at offset 4096: Input/output error (os error 5)"
     );
 }
+
+/// Every error's facts and message, as a user sees them: a change is a
+/// reviewed snapshot diff.
+#[test]
+fn messages() {
+    let table: Vec<String> = examples()
+        .into_iter()
+        .map(|e| {
+            let mut facts = vec![e.kind().to_owned(), class_name(e.class()).to_owned()];
+            if let Some(f) = e.file() {
+                facts.push(format!("file={}", f.display()));
+            }
+            if let Some(t) = e.tensor() {
+                facts.push(format!("tensor={t:?}"));
+            }
+            if let Some(o) = e.offset() {
+                facts.push(format!("offset={o}"));
+            }
+            let details = e.details();
+            if !details.is_empty() {
+                facts.push(serde_json::Value::Object(details).to_string());
+            }
+            format!("[{}]\n{}\n", facts.join(" "), e.message())
+        })
+        .collect();
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path(concat!(env!("CARGO_MANIFEST_DIR"), "/src/error/snapshots"));
+    settings.set_prepend_module_to_snapshot(false);
+    settings.bind(|| insta::assert_snapshot!("error_messages", table.join("\n")));
+}
