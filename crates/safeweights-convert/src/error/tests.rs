@@ -200,7 +200,6 @@ fn messages() {
     let table: Vec<String> = examples()
         .into_iter()
         .chain(pickle_examples())
-        .into_iter()
         .map(|e| {
             let mut facts = vec![e.kind().to_owned(), class_name(e.class()).to_owned()];
             if let Some(f) = e.file() {
