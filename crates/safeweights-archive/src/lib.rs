@@ -54,4 +54,4 @@ pub mod zip;
 
 pub use error::{GzipError, InspectError, TarError, TarErrorKind, ZipError, ZipErrorKind};
 pub use slice::SliceSource;
-pub use zip::{Anomaly, Entry, Method, ZipArchive, ZipWriter};
+pub use zip::{Anomaly, Entry, MemberReader, Method, ZipArchive, ZipWriter};

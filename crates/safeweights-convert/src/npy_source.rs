@@ -1,6 +1,6 @@
 //! NumPy `.npy` files and `.npz` archives as a tensor source.
 
-use std::io::Write;
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use safeweights::{FileSource, Source as ByteSource};
@@ -103,8 +103,16 @@ impl NpySource {
                     (h, Place::Stored(i))
                 }
                 _ => {
-                    let all = zip.read(e, u64::MAX).map_err(zerr)?;
-                    let h = parse_header(&all).map_err(|r| npy_err(path, member, r))?;
+                    // Only the header is inflated here; the data is streamed
+                    // once, when it is copied.
+                    let limit = e.size.min((MAX_HEADER + 12) as u64);
+                    let mut head = Vec::new();
+                    zip.open_member(e)
+                        .map_err(zerr)?
+                        .take(limit)
+                        .read_to_end(&mut head)
+                        .map_err(|err| member_read_err(path, member, err))?;
+                    let h = parse_header(&head).map_err(|r| npy_err(path, member, r))?;
                     (h, Place::Deflated(i))
                 }
             };
@@ -139,19 +147,85 @@ impl NpySource {
                 .read_stored_at(&z.entries()[*e], at, buf)
                 .map_err(self.zerr()),
             (Place::Deflated(e), Some(z), _) => {
-                let all = z.read(&z.entries()[*e], u64::MAX).map_err(self.zerr())?;
-                let s = usize::try_from(at).unwrap_or(usize::MAX);
-                let src = all
-                    .get(s..s.saturating_add(buf.len()))
-                    .ok_or_else(|| npy_err(&self.file, a.member.as_deref(), "short member"))?;
-                buf.copy_from_slice(src);
-                Ok(())
+                // A positioned read inflates up to `at` (bounded memory);
+                // whole arrays are streamed once by `copy_to` instead.
+                let member = a.member.as_deref();
+                let mut r = z.open_member(&z.entries()[*e]).map_err(self.zerr())?;
+                io::copy(&mut (&mut r).take(at), &mut io::sink())
+                    .and_then(|_| r.read_exact(buf))
+                    .map_err(|err| member_read_err(&self.file, member, err))
             }
             (Place::Direct(base), _, Some(f)) => f
                 .read_exact_at(base + at, buf)
                 .map_err(crate::error::io_err(&self.file)),
             _ => Err(npy_err(&self.file, None, "array source missing")),
         }
+    }
+}
+
+/// A member that cannot be streamed: a zip problem (size, CRC, inflate) as
+/// the zip error it is, anything else as an I/O error of the file.
+fn member_read_err(file: &Path, member: Option<&str>, err: io::Error) -> ConvertError {
+    if err
+        .get_ref()
+        .is_some_and(|inner| inner.downcast_ref::<ZipError>().is_some())
+    {
+        let zip = err
+            .into_inner()
+            .and_then(|inner| inner.downcast::<ZipError>().ok())
+            .map(|z| *z);
+        if let Some(z) = zip {
+            return ConvertError::Pickle(safeweights_pickle::Error::zip(file, z));
+        }
+        return npy_err(file, member, "member cannot be read");
+    }
+    crate::error::io_err(file)(err)
+}
+
+impl NpySource {
+    /// Streams a deflated array: inflated once, in chunks, with its declared
+    /// size and CRC checked at the end.
+    fn copy_deflated(
+        &self,
+        i: usize,
+        e: &safeweights_archive::Entry,
+        w: &mut dyn Write,
+    ) -> Result<u64> {
+        let a = &self.arrays[i];
+        let h = &a.header;
+        let member = a.member.as_deref();
+        let zip = self
+            .zip
+            .as_ref()
+            .ok_or_else(|| npy_err(&self.file, member, "no archive"))?;
+        let mut r = zip.open_member(e).map_err(self.zerr())?;
+        let read_err = |err| member_read_err(&self.file, member, err);
+        io::copy(&mut (&mut r).take(h.data_offset), &mut io::sink()).map_err(read_err)?;
+        let mut buf = vec![0u8; CHUNK.min(h.nbytes) as usize];
+        let mut at = 0u64;
+        while at < h.nbytes {
+            let n = (h.nbytes - at).min(CHUNK) as usize;
+            let piece = &mut buf[..n];
+            r.read_exact(piece).map_err(read_err)?;
+            if h.dtype.big_endian {
+                for c in piece.chunks_exact_mut(h.dtype.swap) {
+                    c.reverse();
+                }
+            }
+            w.write_all(piece)
+                .map_err(crate::error::io_err(&self.file))?;
+            at += n as u64;
+        }
+        // The end of the member: its declared size and CRC-32 are checked.
+        let mut rest = [0u8; 1];
+        if r.read(&mut rest).map_err(read_err)? != 0 {
+            return Err(npy_err(
+                &self.file,
+                member,
+                "member holds bytes past the array",
+            ));
+        }
+        Ok(h.nbytes)
     }
 }
 
@@ -185,6 +259,11 @@ impl TensorSource for NpySource {
 
     fn copy_to(&self, i: usize, w: &mut dyn Write) -> Result<u64> {
         let h = &self.arrays[i].header;
+        if let (Place::Deflated(e), Some(z)) = (&self.arrays[i].place, &self.zip) {
+            if !(h.fortran_order && h.shape.len() > 1) {
+                return self.copy_deflated(i, &z.entries()[*e], w);
+            }
+        }
         let io = crate::error::io_err(&self.file);
         if h.fortran_order && h.shape.len() > 1 {
             let mut all = vec![0u8; h.nbytes as usize];

@@ -555,7 +555,7 @@ impl<R: Source> ZipArchive<R> {
         &self.src
     }
 
-    fn check_readable(&self, e: &Entry) -> ZipResult<()> {
+    pub(super) fn check_readable(&self, e: &Entry) -> ZipResult<()> {
         if e.flags & ENCRYPTED != 0 {
             return Err(ZipError::new(
                 e.header_offset,
