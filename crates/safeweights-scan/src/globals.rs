@@ -11,8 +11,143 @@ pub(crate) enum Verdict {
         category: &'static str,
         resolved: String,
     },
+    /// Not on the allowlist, but a constructor of plain data (a path, a
+    /// date, a namespace, a library's settings class): building one runs no
+    /// code of the file's choosing. The string says what it builds.
+    Harmless(&'static str),
     /// Anything else.
     Unknown,
+}
+
+/// Constructors of plain data that training checkpoints pickle next to the
+/// weights (Lightning hyper-parameters, fairseq `args`, Hugging Face
+/// `training_args.bin`). Exact `module.name` only: any attribute reached
+/// through them (`pathlib.Path.write_text`) is judged as what it is.
+const HARMLESS_EXACT: &[(&str, &str)] = &[
+    ("argparse.Namespace", "an argparse namespace"),
+    ("types.SimpleNamespace", "a simple namespace"),
+    ("pathlib.Path", "a path value (no file is touched)"),
+    ("pathlib.PosixPath", "a path value (no file is touched)"),
+    ("pathlib.WindowsPath", "a path value (no file is touched)"),
+    ("pathlib.PurePath", "a path value (no file is touched)"),
+    ("pathlib.PurePosixPath", "a path value (no file is touched)"),
+    (
+        "pathlib.PureWindowsPath",
+        "a path value (no file is touched)",
+    ),
+    ("pathlib._local.Path", "a path value (no file is touched)"),
+    (
+        "pathlib._local.PosixPath",
+        "a path value (no file is touched)",
+    ),
+    (
+        "pathlib._local.WindowsPath",
+        "a path value (no file is touched)",
+    ),
+    (
+        "pathlib._local.PurePath",
+        "a path value (no file is touched)",
+    ),
+    (
+        "pathlib._local.PurePosixPath",
+        "a path value (no file is touched)",
+    ),
+    (
+        "pathlib._local.PureWindowsPath",
+        "a path value (no file is touched)",
+    ),
+    ("datetime.datetime", "a date/time value"),
+    ("datetime.date", "a date/time value"),
+    ("datetime.time", "a date/time value"),
+    ("datetime.timedelta", "a date/time value"),
+    ("datetime.timezone", "a date/time value"),
+    ("decimal.Decimal", "a number"),
+    ("fractions.Fraction", "a number"),
+    ("uuid.UUID", "a UUID value"),
+    ("collections.Counter", "a container"),
+    ("collections.deque", "a container"),
+    ("collections.ChainMap", "a container"),
+    // Hugging Face Trainer's training_args.bin: the dataclass and its enums.
+    (
+        "transformers.training_args.TrainingArguments",
+        "a settings class",
+    ),
+    (
+        "transformers.training_args_seq2seq.Seq2SeqTrainingArguments",
+        "a settings class",
+    ),
+    (
+        "transformers.training_args.OptimizerNames",
+        "a settings enum",
+    ),
+    (
+        "transformers.trainer_utils.IntervalStrategy",
+        "a settings enum",
+    ),
+    ("transformers.trainer_utils.SaveStrategy", "a settings enum"),
+    (
+        "transformers.trainer_utils.SchedulerType",
+        "a settings enum",
+    ),
+    ("transformers.trainer_utils.HubStrategy", "a settings enum"),
+    ("transformers.trainer_utils.FSDPOption", "a settings enum"),
+    ("transformers.debug_utils.DebugOption", "a settings enum"),
+    ("transformers.training_args.ParallelMode", "a settings enum"),
+    (
+        "transformers.generation.configuration_utils.GenerationConfig",
+        "a settings class",
+    ),
+    (
+        "accelerate.utils.dataclasses.DistributedType",
+        "a settings enum",
+    ),
+    ("accelerate.state.PartialState", "a settings class"),
+    (
+        "accelerate.utils.dataclasses.AcceleratorConfig",
+        "a settings class",
+    ),
+    // Lightning hyper-parameters.
+    (
+        "pytorch_lightning.utilities.parsing.AttributeDict",
+        "a settings dict",
+    ),
+    (
+        "lightning.pytorch.utilities.parsing.AttributeDict",
+        "a settings dict",
+    ),
+    (
+        "lightning.fabric.utilities.data.AttributeDict",
+        "a settings dict",
+    ),
+    (
+        "lightning_fabric.utilities.data.AttributeDict",
+        "a settings dict",
+    ),
+];
+
+/// A harmless constructor: `what` it builds.
+fn harmless(full: &str) -> Option<&'static str> {
+    HARMLESS_EXACT
+        .iter()
+        .find(|(n, _)| *n == full)
+        .map(|(_, what)| *what)
+}
+
+/// Python 2 names as CPython's `find_class` maps them for protocol 0-2
+/// pickles (`_compat_pickle`): `__builtin__.xrange` is `builtins.range`,
+/// `commands.getoutput` is `subprocess.getoutput`. `None` when unmapped.
+pub(crate) fn py2_mapping(module: &str, name: &str) -> Option<(&'static str, String)> {
+    use crate::compat::{IMPORT_MAPPING, NAME_MAPPING};
+    if let Some((_, (m, n))) = NAME_MAPPING
+        .iter()
+        .find(|((m, n), _)| *m == module && *n == name)
+    {
+        return Some((m, n.to_string()));
+    }
+    IMPORT_MAPPING
+        .iter()
+        .find(|(m, _)| *m == module)
+        .map(|(_, m)| (*m, name.to_string()))
 }
 
 /// Exactly what `torch.save` / `numpy.save` / plain containers emit.
@@ -231,6 +366,72 @@ const CRITICAL_MODULES: &[(&str, &str)] = &[
     ("setuptools", "code execution"),
     ("distutils", "code execution"),
     ("venv", "code execution"),
+    // 2025-2026 scanner advisories (picklescan, fickling, ModelAudit).
+    ("_interpreters", "code execution (subinterpreter)"),
+    ("_xxsubinterpreters", "code execution (subinterpreter)"),
+    ("interpreters", "code execution (subinterpreter)"),
+    ("concurrent.interpreters", "code execution (subinterpreter)"),
+    ("_interpchannels", "code execution (subinterpreter)"),
+    ("_xxinterpchannels", "code execution (subinterpreter)"),
+    ("_interpqueues", "code execution (subinterpreter)"),
+    ("ensurepip", "code execution (runs pip)"),
+    ("test.support", "code execution (test helpers run scripts)"),
+    (
+        "test.libregrtest",
+        "code execution (test helpers run scripts)",
+    ),
+    ("_osx_support", "process"),
+    ("_aix_support", "process"),
+    ("_pyrepl", "code execution"),
+    ("idlelib", "code execution"),
+    ("lib2to3", "code execution"),
+    ("pydoc", "code execution (name lookup, pager commands)"),
+    ("doctest", "code execution"),
+    ("site", "code execution"),
+    ("atexit", "code execution (deferred call)"),
+    ("gc", "interpreter"),
+    ("copyreg", "pickle machinery (extension registry, reducers)"),
+    (
+        "copy_reg",
+        "pickle machinery (extension registry, reducers)",
+    ),
+    (
+        "logging.config",
+        "code execution (resolves and calls named objects)",
+    ),
+    ("mailcap", "process"),
+    ("socketserver", "network"),
+    ("SocketServer", "network"),
+    ("imaplib", "network/process"),
+    ("poplib", "network"),
+    ("nntplib", "network"),
+    ("smtpd", "network"),
+    ("asyncore", "network"),
+    ("asynchat", "network"),
+    ("zipfile", "file"),
+    ("tarfile", "file"),
+    ("mmap", "file"),
+    ("fcntl", "file"),
+    ("numpy.f2py", "code execution"),
+    ("numpy.distutils", "code execution"),
+    ("numpy.testing._private", "code execution"),
+    ("torch.hub", "network/code execution"),
+    ("torch.utils.cpp_extension", "native code"),
+    (
+        "torch.utils.bottleneck",
+        "code execution (profiler runs a script)",
+    ),
+    ("torch.utils.collect_env", "process"),
+    ("torch._inductor.codecache", "native code"),
+    ("torch.testing._internal", "code execution"),
+    ("torch.distributed.rpc", "network/code execution"),
+    // A pickle that imports a scanner's own modules aims at the scanner.
+    ("picklescan", "scanner internals"),
+    ("modelscan", "scanner internals"),
+    ("fickling", "scanner internals"),
+    ("modelaudit", "scanner internals"),
+    ("safeweights", "scanner internals"),
+    ("safeweights_scan", "scanner internals"),
 ];
 
 /// Exact `module.name` globals that are critical although their module is not.
@@ -267,6 +468,46 @@ const CRITICAL_EXACT: &[(&str, &str)] = &[
     ("pandas.read_pickle", "nested unpickling"),
     ("yaml.load", "code execution"),
     ("yaml.unsafe_load", "code execution"),
+    ("yaml.full_load", "code execution"),
+    ("operator.call", "call wrapper"),
+    ("_operator.call", "call wrapper"),
+    ("itertools.starmap", "call wrapper"),
+    ("uuid._get_command_stdout", "process"),
+    ("uuid._popen", "process"),
+    ("platform._syscmd_file", "process"),
+    ("platform._syscmd_ver", "process"),
+    ("platform._syscmd_uname", "process"),
+    ("platform.popen", "process"),
+    ("platform.architecture", "process"),
+    ("imaplib.IMAP4_stream", "process"),
+    ("gzip.open", "file"),
+    ("gzip.GzipFile", "file"),
+    ("bz2.open", "file"),
+    ("bz2.BZ2File", "file"),
+    ("lzma.open", "file"),
+    ("lzma.LZMAFile", "file"),
+    (
+        "torch.jit.unsupported_tensor_ops.execWrapper",
+        "code execution",
+    ),
+    (
+        "torch.fx.experimental.symbolic_shapes.ShapeEnv.evaluate_guards_expression",
+        "code execution",
+    ),
+    ("torch._dynamo.guards.GuardBuilder", "code execution"),
+    (
+        "torch.utils.data.datapipes.utils.decoder.basichandlers",
+        "nested unpickling",
+    ),
+    ("torch.serialization._load", "nested unpickling"),
+    (
+        "numpy.lib.format.read_array",
+        "nested unpickling (allow_pickle)",
+    ),
+    ("pandas.io.pickle.read_pickle", "nested unpickling"),
+    ("joblib.numpy_pickle.load", "nested unpickling"),
+    ("dbm.open", "file"),
+    ("sqlite3.connect", "file"),
 ];
 
 /// Builtins that execute code or touch files.
@@ -359,6 +600,9 @@ pub(crate) fn judge(module: &str, name: &str) -> Verdict {
         return Verdict::Safe;
     }
     let full = format!("{module}.{name}");
+    if let Some(what) = harmless(&full) {
+        return Verdict::Harmless(what);
+    }
     if let Some(category) = judge_dotted(&full) {
         // Show the most specific resolution (`pathlib.os.system` is `os.system`).
         let comps: Vec<&str> = name.split('.').collect();
@@ -399,7 +643,6 @@ pub(crate) fn judge(module: &str, name: &str) -> Verdict {
             }
         }
     }
-    // Protocol 0/1 unpicklers map Python 2 module names; `__builtin__` -> builtins.
     Verdict::Unknown
 }
 

@@ -28,6 +28,8 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+mod compat;
+mod compressed;
 mod formats;
 mod globals;
 mod options;
