@@ -617,6 +617,18 @@ pub(crate) fn judge(module: &str, name: &str) -> Verdict {
     let comps: Vec<&str> = name.split('.').collect();
     for i in 0..comps.len() {
         let suffix = comps[i..].join(".");
+        // `import sys as _sys` re-exports: `argparse._sys.exit` is `sys.exit`.
+        if let Some(alias) = suffix.strip_prefix('_').filter(|_| comps.len() - i > 1) {
+            let top = alias.split('.').next().unwrap_or(alias);
+            if CRITICAL_MODULES.iter().any(|(m, _)| *m == top) {
+                if let Some(category) = judge_dotted(alias) {
+                    return Verdict::Critical {
+                        category,
+                        resolved: alias.to_string(),
+                    };
+                }
+            }
+        }
         if let Some(category) = judge_dotted(&suffix) {
             // A suffix that is only a bare builtin name is not a module path.
             if comps.len() - i == 1 && !CRITICAL_MODULES.iter().any(|(m, _)| *m == suffix) {
@@ -666,6 +678,59 @@ pub(crate) fn is_getattr(full: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The Python 2 name tables are CPython's own: checked against the
+    /// running Python's `_compat_pickle` when SAFEWEIGHTS_PYTHON is set.
+    #[test]
+    fn py2_tables_match_python() {
+        use crate::compat::{IMPORT_MAPPING, NAME_MAPPING};
+        let Some(py) = std::env::var_os("SAFEWEIGHTS_PYTHON") else {
+            return;
+        };
+        let code = "import _compat_pickle as c, json; print(json.dumps([sorted(c.IMPORT_MAPPING.items()), sorted([list(k) + list(v) for k, v in c.NAME_MAPPING.items()])]))";
+        let out = std::process::Command::new(py)
+            .args(["-c", code])
+            .output()
+            .expect("run SAFEWEIGHTS_PYTHON");
+        assert!(out.status.success());
+        let (imports, names): (Vec<(String, String)>, Vec<[String; 4]>) =
+            serde_json::from_slice(&out.stdout).unwrap();
+        let ours: Vec<(String, String)> = IMPORT_MAPPING
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        assert_eq!(ours, imports);
+        let ours: Vec<[String; 4]> = NAME_MAPPING
+            .iter()
+            .map(|((a, b), (c, d))| [a, b, c, d].map(|s| s.to_string()))
+            .collect();
+        assert_eq!(ours, names);
+        assert_eq!(
+            py2_mapping("__builtin__", "eval"),
+            Some(("builtins", "eval".into()))
+        );
+        assert_eq!(
+            py2_mapping("__builtin__", "xrange"),
+            Some(("builtins", "range".into()))
+        );
+        assert_eq!(py2_mapping("torch", "FloatStorage"), None);
+    }
+
+    #[test]
+    fn harmless_constructors_only_exactly() {
+        assert!(matches!(
+            judge("pathlib", "PosixPath"),
+            Verdict::Harmless(_)
+        ));
+        assert!(matches!(
+            judge("argparse", "Namespace"),
+            Verdict::Harmless(_)
+        ));
+        assert!(crit("pathlib", "PosixPath.write_text"));
+        assert!(crit("pathlib", "Path.open"));
+        assert!(crit("argparse", "_sys.exit"));
+        assert_eq!(judge("datetime", "datetime.now"), Verdict::Unknown);
+    }
 
     fn crit(m: &str, n: &str) -> bool {
         matches!(judge(m, n), Verdict::Critical { .. })
