@@ -908,7 +908,7 @@ mod tests {
         p.extend_from_slice(&11u64.to_le_bytes());
         p.push(0x95);
         p.extend_from_slice(&1u64.to_le_bytes());
-        p.extend_from_slice(&[b'N', b'.']);
+        p.extend_from_slice(b"N.");
         let mut ops = Ops::new(&p);
         while let Ok(Some(_)) = ops.next_op() {}
         assert!(matches!(

@@ -18,8 +18,11 @@ for k, v in sorted(c.IMPORT_MAPPING.items()):
     print(f'    ("{k}", "{v}"),')
 print("];")
 print()
+print("/// A `(module, name)` pair.")
+print("pub(crate) type Name = (&'static str, &'static str);")
+print()
 print("/// `NAME_MAPPING`: Python 2 `(module, name)` to Python 3 `(module, name)`.")
-print("pub(crate) const NAME_MAPPING: &[((&str, &str), (&str, &str))] = &[")
+print("pub(crate) const NAME_MAPPING: &[(Name, Name)] = &[")
 for (m, n), (m2, n2) in sorted(c.NAME_MAPPING.items()):
     print(f'    (("{m}", "{n}"), ("{m2}", "{n2}")),')
 print("];")

@@ -60,8 +60,11 @@ pub(crate) const IMPORT_MAPPING: &[(&str, &str)] = &[
     ("xmlrpclib", "xmlrpc.client"),
 ];
 
+/// A `(module, name)` pair.
+pub(crate) type Name = (&'static str, &'static str);
+
 /// `NAME_MAPPING`: Python 2 `(module, name)` to Python 3 `(module, name)`.
-pub(crate) const NAME_MAPPING: &[((&str, &str), (&str, &str))] = &[
+pub(crate) const NAME_MAPPING: &[(Name, Name)] = &[
     (
         ("UserDict", "IterableUserDict"),
         ("collections", "UserDict"),

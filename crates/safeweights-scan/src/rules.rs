@@ -109,7 +109,7 @@ rules! {
         "tar member or link target is absolute or climbs out with '..'";
     GzipMalformed = "gzip.malformed", Medium, "gzip stream is broken";
     ArchiveCannotInspect = "archive.cannot-inspect", Medium,
-        "archive or compression format the scanner cannot open (7z, xz, bzip2, zstd)";
+        "archive or compression format the scanner cannot open (7z, zstd)";
     LimitDepth = "limit.depth", Medium, "nesting depth limit reached: deeper members not scanned";
     LimitMembers = "limit.members", Medium,
         "member count limit reached: remaining members not scanned";

@@ -161,7 +161,7 @@ impl<'o> Scanner<'o> {
                 let kind = if fmt == Format::SevenZip {
                     "7z archive"
                 } else {
-                    "xz/bzip2/zstd stream"
+                    "zstd or unrecognised compressed stream"
                 };
                 self.add(
                     path,
