@@ -71,12 +71,11 @@ pub(crate) fn sniff(data: &[u8]) -> Option<Kind> {
     if data.starts_with(b"ZF0x") && zf_length(data).is_some() {
         return Some(Kind::JoblibZf);
     }
-    if let [cmf, flg, _, ..] = data {
-        // Deflate with a 32 KiB window (what zlib writes), no preset
-        // dictionary, header check bits right.
-        if *cmf == 0x78 && flg & 0x20 == 0 && (0x7800 + u16::from(*flg)) % 31 == 0 {
-            return Some(Kind::Zlib);
-        }
+    // Deflate with a 32 KiB window and one of the four level flags zlib
+    // writes (the header check bits come with them): `x\x01`, `x^`,
+    // `x\x9c`, `x\xda`.
+    if let [0x78, 0x01 | 0x5e | 0x9c | 0xda, _, ..] = data {
+        return Some(Kind::Zlib);
     }
     if is_lzma_alone(data) {
         return Some(Kind::LzmaAlone);

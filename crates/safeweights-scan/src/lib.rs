@@ -40,6 +40,7 @@ mod report;
 mod rules;
 mod scanner;
 mod severity;
+mod torch_checks;
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};

@@ -18,11 +18,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
 use safeweights_pickle::opcodes::{Arg, BigInt, Opcode, Ops};
-use safeweights_pickle::TorchDtype;
 
 use crate::globals::{is_getattr, is_import_function, judge, py2_mapping, Verdict};
 use crate::rules::RuleId;
 use crate::severity::Severity;
+use crate::torch_checks::{self, returns_tensor, storage_element_size, StorageDecl};
 
 /// A finding without file/member (filled in by the caller).
 #[derive(Debug, Clone)]
@@ -68,32 +68,6 @@ pub(crate) struct PickleScan {
     pub storages: Vec<StorageDecl>,
 }
 
-/// A storage declared by a PyTorch persistent id
-/// `('storage', StorageClass, key, location, numel)`.
-#[derive(Debug, Clone)]
-pub(crate) struct StorageDecl {
-    /// Record name under `data/`.
-    pub key: String,
-    /// The storage class global (`torch.FloatStorage`).
-    pub class: String,
-    /// Declared element count.
-    pub numel: u64,
-    /// Bytes the record must hold (`numel` times the element size), when
-    /// the class is known.
-    pub nbytes: Option<u64>,
-    /// Stream offset of the persistent id.
-    pub offset: u64,
-}
-
-/// Bytes per element of a storage class global; untyped storages count bytes.
-fn storage_element_size(class: &str) -> Option<u64> {
-    let name = class.rsplit('.').next().unwrap_or(class);
-    if name == "UntypedStorage" || name == "_UntypedStorage" {
-        return Some(1);
-    }
-    TorchDtype::from_storage_class(name).map(TorchDtype::element_size)
-}
-
 /// Element size of a NumPy dtype `descr` (`f8`, `<i4`, `U10`, `V24`);
 /// `None` for object dtypes (their data is a pickle). `state_elsize` is the
 /// element size in the dtype's pickled state, set for flexible types.
@@ -112,31 +86,6 @@ fn dtype_itemsize(descr: &str, state_elsize: Option<u64>) -> Option<Option<u64>>
         .collect();
     let n: u64 = digits.parse().ok()?;
     Some(Some(if kind == 'U' { n.checked_mul(4)? } else { n }))
-}
-
-/// Globals whose call returns a tensor.
-fn returns_tensor(g: &str) -> bool {
-    matches!(
-        g,
-        "torch._utils._rebuild_tensor"
-            | "torch._utils._rebuild_tensor_v2"
-            | "torch._utils._rebuild_tensor_v3"
-            | "torch._utils._rebuild_parameter"
-            | "torch._utils._rebuild_parameter_with_state"
-            | "torch._utils._rebuild_qtensor"
-            | "torch._utils._rebuild_sparse_tensor"
-            | "torch._utils._rebuild_sparse_csr"
-            | "torch._utils._rebuild_meta_tensor_no_storage"
-            | "torch._utils._rebuild_device_tensor_from_numpy"
-            | "torch._utils._rebuild_nested_tensor"
-            | "torch._utils._rebuild_wrapper_subclass"
-            | "torch._tensor._rebuild_from_type_v2"
-            | "torch._tensor._rebuild_from_type"
-            | "torch.nn.parameter.Parameter"
-            | "torch.nn.Parameter"
-            | "torch.Tensor"
-            | "torch._tensor.Tensor"
-    )
 }
 
 /// Most storages remembered per stream (a hostile one may declare millions).
@@ -430,41 +379,15 @@ impl<'c> Machine<'c> {
     }
 
     /// A tensor view `(storage, offset, size, stride, ...)` must stay inside
-    /// its storage: torch's own bounds check is all that stands between a
-    /// hostile view and memory outside the storage.
+    /// its storage.
     fn check_view(&mut self, g: &str, items: &[V], offset: u64) {
-        if !matches!(
-            g,
-            "torch._utils._rebuild_tensor"
-                | "torch._utils._rebuild_tensor_v2"
-                | "torch._utils._rebuild_tensor_v3"
-                | "torch._utils._rebuild_qtensor"
-        ) {
+        if !torch_checks::is_view_rebuilder(g) {
             return;
         }
         let [V::Storage(st), V::Int(Some(start)), V::Tuple(size), V::Tuple(stride), rest @ ..] =
             items
         else {
             return;
-        };
-        // Storage capacity in elements of the tensor's dtype.
-        let Some(st_elem) = storage_element_size(&st.class) else {
-            return;
-        };
-        let elem = if st_elem == 1 && g == "torch._utils._rebuild_tensor_v3" {
-            // Untyped storage: the dtype argument gives the element size.
-            match rest.get(2) {
-                Some(V::Global(d)) => match d
-                    .strip_prefix("torch.")
-                    .and_then(TorchDtype::from_torch_name)
-                {
-                    Some(d) => d.element_size(),
-                    None => return,
-                },
-                _ => return,
-            }
-        } else {
-            st_elem
         };
         let ints = |t: &[V]| -> Option<Vec<i64>> {
             t.iter()
@@ -477,40 +400,25 @@ impl<'c> Machine<'c> {
         let (Some(size), Some(stride)) = (ints(size), ints(stride)) else {
             return;
         };
-        let shown = format!(
-            "tensor view (offset {start}, size {size:?}, stride {stride:?}) of storage {:?} ({} x {})",
-            st.key, st.numel, st.class
-        );
-        let bad = |what: String| {
-            (what, "the view reaches memory outside its storage: a loader without torch's bounds check reads or writes out of bounds, and torch refuses the file")
+        // `_rebuild_tensor_v3(storage, offset, size, stride, requires_grad, hooks, dtype, ...)`.
+        let dtype = match rest.get(2) {
+            Some(V::Global(d)) if g == "torch._utils._rebuild_tensor_v3" => Some(d.as_ref()),
+            _ => None,
         };
-        let problem = if size.len() != stride.len() {
-            Some(bad(format!("{shown}: size and stride differ in length")))
-        } else if *start < 0 || size.iter().chain(&stride).any(|&x| x < 0) {
-            Some(bad(format!("{shown}: negative offset, size or stride")))
-        } else if size.contains(&0) {
-            None
-        } else {
-            // Last element reached: offset + sum((size-1)*stride), in elements.
-            let last = size
-                .iter()
-                .zip(&stride)
-                .try_fold(*start as u64, |acc, (&n, &s)| {
-                    (n as u64 - 1)
-                        .checked_mul(s as u64)
-                        .and_then(|x| acc.checked_add(x))
-                });
-            let capacity = st.numel.checked_mul(st_elem).map(|b| b / elem);
-            match (last, capacity) {
-                (Some(l), Some(c)) if l < c => None,
-                (Some(l), Some(c)) => Some(bad(format!(
-                    "{shown}: reaches element {l}, the storage holds {c}"
-                ))),
-                _ => Some(bad(format!("{shown}: its extent overflows"))),
-            }
+        let view = torch_checks::View {
+            start: *start,
+            size: &size,
+            stride: &stride,
+            dtype,
         };
-        if let Some((what, why)) = problem {
-            self.finding(Severity::High, RuleId::TorchViewBounds, what, why, offset);
+        if let Some(what) = view.problem(st) {
+            self.finding(
+                Severity::High,
+                RuleId::TorchViewBounds,
+                what,
+                torch_checks::VIEW_WHY,
+                offset,
+            );
         }
     }
 
@@ -1064,42 +972,24 @@ impl<'c> Machine<'c> {
 
 /// Checks each declared storage against its data record in a PyTorch zip
 /// (`record_size(key)`: the uncompressed size of `data/<key>`, `None` when
-/// there is no such record). A record that is shorter than the declaration
-/// is read past its end by loaders that trust the declaration; a longer one
-/// hides bytes from anyone who reads the declared size.
+/// there is no such record).
 pub(crate) fn storage_record_findings(
     decls: &[StorageDecl],
     record_size: impl Fn(&str) -> Option<u64>,
 ) -> Vec<RawFinding> {
-    let mut out = Vec::new();
-    for d in decls {
-        let Some(want) = d.nbytes else { continue };
-        let (what, why) = match record_size(&d.key) {
-            None => (
-                format!(
-                    "storage {:?} ({} x {}) has no data record data/{}",
-                    d.key, d.numel, d.class, d.key
-                ),
-                "torch.load fails or, in lax readers, reads from wherever the record is found",
-            ),
-            Some(have) if have != want => (
-                format!(
-                    "storage {:?} is declared as {} x {} = {want} bytes, its data record holds {have}",
-                    d.key, d.numel, d.class
-                ),
-                "a loader that trusts the declaration reads past the record (or ignores bytes in it): the heap-corruption class of hostile checkpoints",
-            ),
-            Some(_) => continue,
-        };
-        out.push(RawFinding {
-            severity: Severity::High,
-            rule: RuleId::TorchStorageSize,
-            what,
-            why: why.into(),
-            offset: Some(d.offset),
-        });
-    }
-    out
+    decls
+        .iter()
+        .filter_map(|d| {
+            let (what, why) = d.record_problem(record_size(&d.key))?;
+            Some(RawFinding {
+                severity: Severity::High,
+                rule: RuleId::TorchStorageSize,
+                what,
+                why: why.into(),
+                offset: Some(d.offset),
+            })
+        })
+        .collect()
 }
 
 /// The torch legacy magic number as a LONG1 argument.

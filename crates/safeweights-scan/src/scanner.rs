@@ -270,7 +270,7 @@ impl<'o> Scanner<'o> {
         path: &[String],
         ctx: pickle::Context,
         standalone: bool,
-    ) -> (Format, Vec<pickle::StorageDecl>) {
+    ) -> (Format, Vec<crate::torch_checks::StorageDecl>) {
         let legacy = pickle::is_torch_legacy(data);
         let walk = if legacy {
             Walk::Pickles(5)
