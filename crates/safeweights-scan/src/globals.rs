@@ -13,124 +13,195 @@ pub(crate) enum Verdict {
     },
     /// Not on the allowlist, but a constructor of plain data (a path, a
     /// date, a namespace, a library's settings class): building one runs no
-    /// code of the file's choosing. The string says what it builds.
-    Harmless(&'static str),
+    /// code of the file's choosing.
+    Harmless(Harmless),
     /// Anything else.
     Unknown,
+}
+
+/// What a harmless constructor builds, and how it may be built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Harmless {
+    /// What it builds ("a date/time value").
+    pub builds: &'static str,
+    /// Whether calling it with the file's arguments (`REDUCE`, `OBJ`,
+    /// `INST`) is harmless too. Plain data types and enums: yes. Settings
+    /// dataclasses: no, their `__init__`/`__post_init__` act on the
+    /// arguments (set up devices, read config files); pickle writes them as
+    /// `NEWOBJ` (`__new__`, then the state), which is harmless.
+    pub call_ok: bool,
 }
 
 /// Constructors of plain data that training checkpoints pickle next to the
 /// weights (Lightning hyper-parameters, fairseq `args`, Hugging Face
 /// `training_args.bin`). Exact `module.name` only: any attribute reached
 /// through them (`pathlib.Path.write_text`) is judged as what it is.
-const HARMLESS_EXACT: &[(&str, &str)] = &[
-    ("argparse.Namespace", "an argparse namespace"),
-    ("types.SimpleNamespace", "a simple namespace"),
-    ("pathlib.Path", "a path value (no file is touched)"),
-    ("pathlib.PosixPath", "a path value (no file is touched)"),
-    ("pathlib.WindowsPath", "a path value (no file is touched)"),
-    ("pathlib.PurePath", "a path value (no file is touched)"),
-    ("pathlib.PurePosixPath", "a path value (no file is touched)"),
+const HARMLESS_EXACT: &[(&str, &str, bool)] = &[
+    ("argparse.Namespace", "an argparse namespace", true),
+    ("types.SimpleNamespace", "a simple namespace", true),
+    ("pathlib.Path", "a path value (no file is touched)", true),
+    (
+        "pathlib.PosixPath",
+        "a path value (no file is touched)",
+        true,
+    ),
+    (
+        "pathlib.WindowsPath",
+        "a path value (no file is touched)",
+        true,
+    ),
+    (
+        "pathlib.PurePath",
+        "a path value (no file is touched)",
+        true,
+    ),
+    (
+        "pathlib.PurePosixPath",
+        "a path value (no file is touched)",
+        true,
+    ),
     (
         "pathlib.PureWindowsPath",
         "a path value (no file is touched)",
+        true,
     ),
-    ("pathlib._local.Path", "a path value (no file is touched)"),
+    (
+        "pathlib._local.Path",
+        "a path value (no file is touched)",
+        true,
+    ),
     (
         "pathlib._local.PosixPath",
         "a path value (no file is touched)",
+        true,
     ),
     (
         "pathlib._local.WindowsPath",
         "a path value (no file is touched)",
+        true,
     ),
     (
         "pathlib._local.PurePath",
         "a path value (no file is touched)",
+        true,
     ),
     (
         "pathlib._local.PurePosixPath",
         "a path value (no file is touched)",
+        true,
     ),
     (
         "pathlib._local.PureWindowsPath",
         "a path value (no file is touched)",
+        true,
     ),
-    ("datetime.datetime", "a date/time value"),
-    ("datetime.date", "a date/time value"),
-    ("datetime.time", "a date/time value"),
-    ("datetime.timedelta", "a date/time value"),
-    ("datetime.timezone", "a date/time value"),
-    ("decimal.Decimal", "a number"),
-    ("fractions.Fraction", "a number"),
-    ("uuid.UUID", "a UUID value"),
-    ("collections.Counter", "a container"),
-    ("collections.deque", "a container"),
-    ("collections.ChainMap", "a container"),
+    ("datetime.datetime", "a date/time value", true),
+    ("datetime.date", "a date/time value", true),
+    ("datetime.time", "a date/time value", true),
+    ("datetime.timedelta", "a date/time value", true),
+    ("datetime.timezone", "a date/time value", true),
+    ("decimal.Decimal", "a number", true),
+    ("fractions.Fraction", "a number", true),
+    ("uuid.UUID", "a UUID value", true),
+    ("collections.Counter", "a container", true),
+    ("collections.deque", "a container", true),
+    ("collections.ChainMap", "a container", true),
     // Hugging Face Trainer's training_args.bin: the dataclass and its enums.
     (
         "transformers.training_args.TrainingArguments",
         "a settings class",
+        false,
     ),
     (
         "transformers.training_args_seq2seq.Seq2SeqTrainingArguments",
         "a settings class",
+        false,
     ),
     (
         "transformers.training_args.OptimizerNames",
         "a settings enum",
+        true,
     ),
     (
         "transformers.trainer_utils.IntervalStrategy",
         "a settings enum",
+        true,
     ),
-    ("transformers.trainer_utils.SaveStrategy", "a settings enum"),
+    (
+        "transformers.trainer_utils.SaveStrategy",
+        "a settings enum",
+        true,
+    ),
     (
         "transformers.trainer_utils.SchedulerType",
         "a settings enum",
+        true,
     ),
-    ("transformers.trainer_utils.HubStrategy", "a settings enum"),
-    ("transformers.trainer_utils.FSDPOption", "a settings enum"),
-    ("transformers.debug_utils.DebugOption", "a settings enum"),
-    ("transformers.training_args.ParallelMode", "a settings enum"),
+    (
+        "transformers.trainer_utils.HubStrategy",
+        "a settings enum",
+        true,
+    ),
+    (
+        "transformers.trainer_utils.FSDPOption",
+        "a settings enum",
+        true,
+    ),
+    (
+        "transformers.debug_utils.DebugOption",
+        "a settings enum",
+        true,
+    ),
+    (
+        "transformers.training_args.ParallelMode",
+        "a settings enum",
+        true,
+    ),
     (
         "transformers.generation.configuration_utils.GenerationConfig",
         "a settings class",
+        false,
     ),
     (
         "accelerate.utils.dataclasses.DistributedType",
         "a settings enum",
+        true,
     ),
-    ("accelerate.state.PartialState", "a settings class"),
+    ("accelerate.state.PartialState", "a settings class", false),
     (
         "accelerate.utils.dataclasses.AcceleratorConfig",
         "a settings class",
+        false,
     ),
     // Lightning hyper-parameters.
     (
         "pytorch_lightning.utilities.parsing.AttributeDict",
         "a settings dict",
+        true,
     ),
     (
         "lightning.pytorch.utilities.parsing.AttributeDict",
         "a settings dict",
+        true,
     ),
     (
         "lightning.fabric.utilities.data.AttributeDict",
         "a settings dict",
+        true,
     ),
     (
         "lightning_fabric.utilities.data.AttributeDict",
         "a settings dict",
+        true,
     ),
 ];
 
-/// A harmless constructor: `what` it builds.
-fn harmless(full: &str) -> Option<&'static str> {
+/// A harmless constructor: what it builds.
+fn harmless(full: &str) -> Option<Harmless> {
     HARMLESS_EXACT
         .iter()
-        .find(|(n, _)| *n == full)
-        .map(|(_, what)| *what)
+        .find(|(n, _, _)| *n == full)
+        .map(|&(_, builds, call_ok)| Harmless { builds, call_ok })
 }
 
 /// Python 2 names as CPython's `find_class` maps them for protocol 0-2

@@ -136,6 +136,9 @@ struct GlobalUse {
     verdict: Verdict,
     via: &'static str,
     called: Option<(&'static str, u64)>,
+    /// Whether it is called with arguments from the file (`REDUCE`, `OBJ`,
+    /// `INST`), not only instantiated by `NEWOBJ`.
+    init_called: bool,
     /// The Python 2 name in the file, when a protocol 0-2 pickle's name
     /// was mapped to the Python 3 one (the key).
     original: Option<String>,
@@ -326,6 +329,7 @@ impl<'c> Machine<'c> {
                         verdict,
                         via,
                         called: None,
+                        init_called: false,
                         original,
                     },
                 );
@@ -341,6 +345,7 @@ impl<'c> Machine<'c> {
                     if u.called.is_none() {
                         u.called = Some((op, offset));
                     }
+                    u.init_called |= matches!(op, "REDUCE" | "OBJ" | "INST");
                 }
                 g.clone()
             }
@@ -947,7 +952,17 @@ impl<'c> Machine<'c> {
                         offset: Some(u.first_offset),
                     });
                 }
-                Verdict::Harmless(builds) => {
+                Verdict::Harmless(h) if !h.call_ok && u.init_called => {
+                    self.out.push(RawFinding {
+                        severity: Severity::High,
+                        rule: RuleId::PickleGlobalUnknown,
+                        what: format!("pickle imports {full} via {}{how}{times}, calling its constructor", u.via),
+                        why: format!("{} is data when pickle writes it (NEWOBJ, then its state), but calling it runs its __init__ with the file's arguments", h.builds),
+                        offset: Some(u.first_offset),
+                    });
+                }
+                Verdict::Harmless(h) => {
+                    let builds = h.builds;
                     self.out.push(RawFinding {
                         severity: Severity::Low,
                         rule: RuleId::PickleGlobalHarmless,

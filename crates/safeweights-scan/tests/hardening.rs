@@ -439,6 +439,17 @@ fn issue21_harmless_module_dangerous_callable_stays_critical() {
     ] {
         assert_at_most(&scan(&p4_call(m, n, "x")), Severity::Low);
     }
+    // A settings dataclass is data as pickle writes it (NEWOBJ + state),
+    // but calling it runs its __init__ with the file's arguments.
+    let r = scan(&p4_call(
+        "transformers.training_args",
+        "TrainingArguments",
+        "/tmp/out",
+    ));
+    assert_rule(&r, "pickle.global.unknown", Severity::High);
+    let newobj =
+        b"\x80\x02ctransformers.training_args\nTrainingArguments\n)\x81}X\x02\x00\x00\x00lrG?\x1a6\xe2\xeb\x1cC-sb.";
+    assert_at_most(&scan(newobj), Severity::Low);
 }
 
 // ---------- 6. Advisories of 2025-2026 ----------
