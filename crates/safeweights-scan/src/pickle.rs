@@ -162,6 +162,11 @@ struct Machine<'c> {
     storage_keys: HashMap<String, usize>,
     /// What the last opcode left to read between opcodes.
     inline: Option<Inline>,
+    /// Whether a `NumpyArrayWrapper` BUILD reads array bytes (joblib does,
+    /// a plain unpickler does not).
+    reads_arrays: bool,
+    /// Array regions walked as a plain unpickler would.
+    plain_walks: usize,
 }
 
 fn py2str(b: &[u8]) -> V {
@@ -188,6 +193,8 @@ impl<'c> Machine<'c> {
             storages: Vec::new(),
             storage_keys: HashMap::new(),
             inline: None,
+            reads_arrays: true,
+            plain_walks: 0,
         }
     }
 
@@ -857,7 +864,10 @@ impl<'c> Machine<'c> {
                     Some(t @ (V::Storage(_) | V::Tensor)) => {
                         self.mutates(Some(&t), "BUILD", offset)
                     }
-                    Some(V::Call(c)) if c.as_ref() == "joblib.numpy_pickle.NumpyArrayWrapper" => {
+                    Some(V::Call(c))
+                        if self.reads_arrays
+                            && c.as_ref() == "joblib.numpy_pickle.NumpyArrayWrapper" =>
+                    {
                         self.joblib_array(&state, offset)
                     }
                     Some(V::Dtype(d, _)) => {
@@ -1079,8 +1089,22 @@ const MAX_NESTED: usize = 8;
 
 /// Walks the pickle stream in `data`.
 pub(crate) fn scan(data: &[u8], walk: Walk, ctx: &Context) -> PickleScan {
-    scan_nested(data, walk, ctx, 0)
+    scan_nested(data, walk, ctx, 0, Reader::Joblib)
 }
+
+/// Which unpickler the walk follows where they differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reader {
+    /// joblib's: after a `NumpyArrayWrapper` it reads the array bytes.
+    Joblib,
+    /// A plain `pickle.load`: every byte is an opcode.
+    Plain,
+}
+
+/// Bytes of joblib array data also walked as a plain unpickler reads them.
+const PLAIN_WINDOW: usize = 1 << 20;
+/// Array regions per stream also walked as a plain unpickler reads them.
+const MAX_PLAIN_WALKS: usize = 64;
 
 /// Reads what joblib wrote between opcodes (`Err` with the reason when it
 /// runs past the data).
@@ -1102,6 +1126,25 @@ fn read_inline(
             }
             let len = usize::try_from(len).map_err(|_| "joblib array too large")?;
             let total = skip.checked_add(len).ok_or("joblib array too large")?;
+            // `pickle.load` of the same file reads these bytes as opcodes:
+            // what it would import is judged too (only the primitives, as
+            // array data decoded as opcodes may name anything).
+            if depth == 0 && m.plain_walks < MAX_PLAIN_WALKS {
+                m.plain_walks += 1;
+                let end = data.len().min(pos.saturating_add(PLAIN_WINDOW));
+                let window = data.get(pos..end).unwrap_or_default();
+                let plain = scan_nested(window, Walk::Pickles(1), ctx, depth + 1, Reader::Plain);
+                for mut f in plain.findings {
+                    if f.severity == Severity::Critical {
+                        f.offset = f.offset.map(|o| o + pos as u64);
+                        f.what = format!(
+                            "{} (in joblib array data at offset {pos}, which a plain unpickler reads as opcodes)",
+                            f.what
+                        );
+                        m.out.push(f);
+                    }
+                }
+            }
             if !ops.skip(total) {
                 return Err(format!(
                     "joblib array of {len} bytes runs past the end of the data"
@@ -1114,7 +1157,7 @@ fn read_inline(
                 return Err("joblib object arrays nested too deep".into());
             }
             let rest = data.get(pos..).unwrap_or_default();
-            let nested = scan_nested(rest, Walk::Pickles(1), ctx, depth + 1);
+            let nested = scan_nested(rest, Walk::Pickles(1), ctx, depth + 1, Reader::Joblib);
             for mut f in nested.findings {
                 f.offset = f.offset.map(|o| o + pos as u64);
                 m.out.push(f);
@@ -1127,8 +1170,9 @@ fn read_inline(
     }
 }
 
-fn scan_nested(data: &[u8], walk: Walk, ctx: &Context, depth: usize) -> PickleScan {
+fn scan_nested(data: &[u8], walk: Walk, ctx: &Context, depth: usize, reader: Reader) -> PickleScan {
     let mut m = Machine::new(ctx);
+    m.reads_arrays = reader == Reader::Joblib;
     let mut ops = Ops::new(data);
     let mut res = PickleScan::default();
     let mut started = false;

@@ -355,6 +355,17 @@ fn issue21_joblib_inline_arrays_are_read_as_joblib_writes_them() {
     // An array that runs past the end is malformed, not silently clean.
     let r = scan(&joblib_stream("f8", 200, false, &[0u8; 12], b""));
     assert_rule(&r, "pickle.malformed", Severity::Medium);
+    // Array bytes that a plain `pickle.load` of the same file reads as
+    // opcodes (joblib reads them as data): judged as both read them.
+    let evil = p0_call("os", "system", "id");
+    let r = scan(&joblib_stream("u1", evil.len() as u8, false, &evil, b""));
+    assert!(
+        r.findings
+            .iter()
+            .any(|f| f.severity == Severity::Critical && f.what.contains("plain unpickler")),
+        "{}",
+        dump(&r)
+    );
     // Object arrays are a nested pickle: walked, and judged.
     let nested = p0_call("os", "system", "id");
     let r = scan(&joblib_stream("O8", 1, false, &nested, b""));
