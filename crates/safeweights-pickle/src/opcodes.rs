@@ -220,13 +220,71 @@ pub struct Op<'a> {
     pub arg: Arg<'a>,
 }
 
+/// How a stream breaks the protocol 4 framing that CPython's C unpickler
+/// ignores (it reads an opcode's argument wherever it lies) but the
+/// pure-Python unpickler, and any reader that takes one frame at a time,
+/// refuse: the two read different opcodes from the same bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FrameAnomaly {
+    /// An opcode starts inside a frame and ends after it.
+    Crosses {
+        /// Stream offset of the opcode.
+        offset: u64,
+        /// Stream offset where the frame ends.
+        frame_end: u64,
+    },
+    /// A `FRAME` opcode before the end of the current frame.
+    NestedFrame {
+        /// Stream offset of the inner `FRAME` opcode.
+        offset: u64,
+        /// Stream offset where the current frame ends.
+        frame_end: u64,
+    },
+}
+
+impl FrameAnomaly {
+    /// Stream offset of the offending opcode.
+    pub fn offset(&self) -> u64 {
+        match *self {
+            FrameAnomaly::Crosses { offset, .. } | FrameAnomaly::NestedFrame { offset, .. } => {
+                offset
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for FrameAnomaly {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FrameAnomaly::Crosses { offset, frame_end } => write!(
+                f,
+                "the opcode at offset {offset} crosses the end of its frame at offset {frame_end}"
+            ),
+            FrameAnomaly::NestedFrame { offset, frame_end } => write!(
+                f,
+                "a FRAME opcode at offset {offset} begins a new frame before the current one ends at offset {frame_end}"
+            ),
+        }
+    }
+}
+
 /// Iterator over the opcodes of a pickle stream. See the module docs.
+///
+/// Opcodes are decoded as CPython's C unpickler reads them: a `FRAME` only
+/// announces a length, and opcodes are read wherever they lie. Where that
+/// differs from a frame-by-frame reading, the difference is recorded
+/// ([`Ops::frame_anomaly`]).
 #[derive(Debug, Clone)]
 pub struct Ops<'a> {
     data: &'a [u8],
     pos: usize,
     base: u64,
     failed: bool,
+    /// End (in `data`) of the current frame.
+    frame_end: Option<usize>,
+    frame_anomaly: Option<FrameAnomaly>,
+    frame_anomalies: usize,
 }
 
 impl<'a> Ops<'a> {
@@ -237,6 +295,9 @@ impl<'a> Ops<'a> {
             pos: 0,
             base: 0,
             failed: false,
+            frame_end: None,
+            frame_anomaly: None,
+            frame_anomalies: 0,
         }
     }
     /// Report offsets shifted by `base` (when `data` is a window of a larger stream).
@@ -251,6 +312,60 @@ impl<'a> Ops<'a> {
     /// Whether all input was consumed.
     pub fn at_end(&self) -> bool {
         self.pos >= self.data.len()
+    }
+
+    /// Skips `n` bytes that are not opcodes (joblib writes array data
+    /// between the opcodes of its pickle). False, and nothing skipped, when
+    /// fewer than `n` bytes are left.
+    pub fn skip(&mut self, n: usize) -> bool {
+        match self.pos.checked_add(n) {
+            Some(end) if end <= self.data.len() => {
+                self.pos = end;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The first framing anomaly met so far, if any.
+    pub fn frame_anomaly(&self) -> Option<FrameAnomaly> {
+        self.frame_anomaly
+    }
+
+    /// How many framing anomalies were met so far.
+    pub fn frame_anomalies(&self) -> usize {
+        self.frame_anomalies
+    }
+
+    fn frame_check(&mut self, start: usize, end: usize, opcode: Opcode, arg: &Arg<'_>) {
+        let to_stream = |p: usize| self.base.saturating_add(p as u64);
+        let mut anomaly = None;
+        if let Some(fe) = self.frame_end {
+            if start >= fe {
+                self.frame_end = None;
+            } else if opcode == Opcode::Frame {
+                anomaly = Some(FrameAnomaly::NestedFrame {
+                    offset: to_stream(start),
+                    frame_end: to_stream(fe),
+                });
+            } else if end > fe {
+                anomaly = Some(FrameAnomaly::Crosses {
+                    offset: to_stream(start),
+                    frame_end: to_stream(fe),
+                });
+                self.frame_end = None;
+            }
+        }
+        if let (Opcode::Frame, Arg::UInt(n)) = (opcode, arg) {
+            // The length was checked against the data when decoded.
+            self.frame_end = usize::try_from(*n).ok().and_then(|n| end.checked_add(n));
+        }
+        if let Some(a) = anomaly {
+            self.frame_anomalies += 1;
+            if self.frame_anomaly.is_none() {
+                self.frame_anomaly = Some(a);
+            }
+        }
     }
 
     /// Decode the next opcode; `Ok(None)` at end of input.
@@ -278,6 +393,7 @@ impl<'a> Ops<'a> {
         };
         match decode_arg(&mut cur) {
             Ok(arg) => {
+                self.frame_check(start, cur.pos, opcode, &arg);
                 self.pos = cur.pos;
                 Ok(Some(Op {
                     offset,
@@ -753,6 +869,53 @@ mod tests {
             bytes_to_decimal(&[0, 0, 0, 0, 0, 0, 0, 0, 0xff]),
             "-18446744073709551616"
         );
+    }
+
+    #[test]
+    fn frames_are_read_through_and_their_breaks_recorded() {
+        // PROTO 4, FRAME(3) holding `(`, `K` and half of BININT1's argument.
+        let mut p = vec![0x80, 4, 0x95];
+        p.extend_from_slice(&3u64.to_le_bytes());
+        p.extend_from_slice(b"]K");
+        p.extend_from_slice(&[7, b'a', b'.']);
+        let mut ops = Ops::new(&p);
+        let names: Vec<&str> = std::iter::from_fn(|| ops.next_op().ok().flatten())
+            .map(|o| o.opcode.name())
+            .collect();
+        assert_eq!(
+            names,
+            ["PROTO", "FRAME", "EMPTY_LIST", "BININT1", "APPEND", "STOP"]
+        );
+        // Bytes 11.. : `]` at 11, `K` at 12 ends at 14, the frame at 14: clean.
+        assert_eq!(ops.frame_anomaly(), None);
+
+        // FRAME(2) holding `]` and the BININT1 opcode byte only.
+        let mut p = vec![0x80, 4, 0x95];
+        p.extend_from_slice(&2u64.to_le_bytes());
+        p.extend_from_slice(&[b']', b'K', 7, b'a', b'.']);
+        let mut ops = Ops::new(&p);
+        while let Ok(Some(_)) = ops.next_op() {}
+        assert_eq!(
+            ops.frame_anomaly(),
+            Some(FrameAnomaly::Crosses {
+                offset: 12,
+                frame_end: 13
+            })
+        );
+        assert_eq!(ops.frame_anomalies(), 1);
+
+        // A frame inside a frame.
+        let mut p = vec![0x80, 4, 0x95];
+        p.extend_from_slice(&11u64.to_le_bytes());
+        p.push(0x95);
+        p.extend_from_slice(&1u64.to_le_bytes());
+        p.extend_from_slice(b"N.");
+        let mut ops = Ops::new(&p);
+        while let Ok(Some(_)) = ops.next_op() {}
+        assert!(matches!(
+            ops.frame_anomaly(),
+            Some(FrameAnomaly::NestedFrame { offset: 11, .. })
+        ));
     }
 
     #[test]

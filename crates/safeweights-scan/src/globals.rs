@@ -11,8 +11,214 @@ pub(crate) enum Verdict {
         category: &'static str,
         resolved: String,
     },
+    /// Not on the allowlist, but a constructor of plain data (a path, a
+    /// date, a namespace, a library's settings class): building one runs no
+    /// code of the file's choosing.
+    Harmless(Harmless),
     /// Anything else.
     Unknown,
+}
+
+/// What a harmless constructor builds, and how it may be built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Harmless {
+    /// What it builds ("a date/time value").
+    pub builds: &'static str,
+    /// Whether calling it with the file's arguments (`REDUCE`, `OBJ`,
+    /// `INST`) is harmless too. Plain data types and enums: yes. Settings
+    /// dataclasses: no, their `__init__`/`__post_init__` act on the
+    /// arguments (set up devices, read config files); pickle writes them as
+    /// `NEWOBJ` (`__new__`, then the state), which is harmless.
+    pub call_ok: bool,
+}
+
+/// Constructors of plain data that training checkpoints pickle next to the
+/// weights (Lightning hyper-parameters, fairseq `args`, Hugging Face
+/// `training_args.bin`). Exact `module.name` only: any attribute reached
+/// through them (`pathlib.Path.write_text`) is judged as what it is.
+const HARMLESS_EXACT: &[(&str, &str, bool)] = &[
+    ("argparse.Namespace", "an argparse namespace", true),
+    ("types.SimpleNamespace", "a simple namespace", true),
+    ("pathlib.Path", "a path value (no file is touched)", true),
+    (
+        "pathlib.PosixPath",
+        "a path value (no file is touched)",
+        true,
+    ),
+    (
+        "pathlib.WindowsPath",
+        "a path value (no file is touched)",
+        true,
+    ),
+    (
+        "pathlib.PurePath",
+        "a path value (no file is touched)",
+        true,
+    ),
+    (
+        "pathlib.PurePosixPath",
+        "a path value (no file is touched)",
+        true,
+    ),
+    (
+        "pathlib.PureWindowsPath",
+        "a path value (no file is touched)",
+        true,
+    ),
+    (
+        "pathlib._local.Path",
+        "a path value (no file is touched)",
+        true,
+    ),
+    (
+        "pathlib._local.PosixPath",
+        "a path value (no file is touched)",
+        true,
+    ),
+    (
+        "pathlib._local.WindowsPath",
+        "a path value (no file is touched)",
+        true,
+    ),
+    (
+        "pathlib._local.PurePath",
+        "a path value (no file is touched)",
+        true,
+    ),
+    (
+        "pathlib._local.PurePosixPath",
+        "a path value (no file is touched)",
+        true,
+    ),
+    (
+        "pathlib._local.PureWindowsPath",
+        "a path value (no file is touched)",
+        true,
+    ),
+    ("datetime.datetime", "a date/time value", true),
+    ("datetime.date", "a date/time value", true),
+    ("datetime.time", "a date/time value", true),
+    ("datetime.timedelta", "a date/time value", true),
+    ("datetime.timezone", "a date/time value", true),
+    ("decimal.Decimal", "a number", true),
+    ("fractions.Fraction", "a number", true),
+    ("uuid.UUID", "a UUID value", true),
+    ("collections.Counter", "a container", true),
+    ("collections.deque", "a container", true),
+    ("collections.ChainMap", "a container", true),
+    // Hugging Face Trainer's training_args.bin: the dataclass and its enums.
+    (
+        "transformers.training_args.TrainingArguments",
+        "a settings class",
+        false,
+    ),
+    (
+        "transformers.training_args_seq2seq.Seq2SeqTrainingArguments",
+        "a settings class",
+        false,
+    ),
+    (
+        "transformers.training_args.OptimizerNames",
+        "a settings enum",
+        true,
+    ),
+    (
+        "transformers.trainer_utils.IntervalStrategy",
+        "a settings enum",
+        true,
+    ),
+    (
+        "transformers.trainer_utils.SaveStrategy",
+        "a settings enum",
+        true,
+    ),
+    (
+        "transformers.trainer_utils.SchedulerType",
+        "a settings enum",
+        true,
+    ),
+    (
+        "transformers.trainer_utils.HubStrategy",
+        "a settings enum",
+        true,
+    ),
+    (
+        "transformers.trainer_utils.FSDPOption",
+        "a settings enum",
+        true,
+    ),
+    (
+        "transformers.debug_utils.DebugOption",
+        "a settings enum",
+        true,
+    ),
+    (
+        "transformers.training_args.ParallelMode",
+        "a settings enum",
+        true,
+    ),
+    (
+        "transformers.generation.configuration_utils.GenerationConfig",
+        "a settings class",
+        false,
+    ),
+    (
+        "accelerate.utils.dataclasses.DistributedType",
+        "a settings enum",
+        true,
+    ),
+    ("accelerate.state.PartialState", "a settings class", false),
+    (
+        "accelerate.utils.dataclasses.AcceleratorConfig",
+        "a settings class",
+        false,
+    ),
+    // Lightning hyper-parameters.
+    (
+        "pytorch_lightning.utilities.parsing.AttributeDict",
+        "a settings dict",
+        true,
+    ),
+    (
+        "lightning.pytorch.utilities.parsing.AttributeDict",
+        "a settings dict",
+        true,
+    ),
+    (
+        "lightning.fabric.utilities.data.AttributeDict",
+        "a settings dict",
+        true,
+    ),
+    (
+        "lightning_fabric.utilities.data.AttributeDict",
+        "a settings dict",
+        true,
+    ),
+];
+
+/// A harmless constructor: what it builds.
+fn harmless(full: &str) -> Option<Harmless> {
+    HARMLESS_EXACT
+        .iter()
+        .find(|(n, _, _)| *n == full)
+        .map(|&(_, builds, call_ok)| Harmless { builds, call_ok })
+}
+
+/// Python 2 names as CPython's `find_class` maps them for protocol 0-2
+/// pickles (`_compat_pickle`): `__builtin__.xrange` is `builtins.range`,
+/// `commands.getoutput` is `subprocess.getoutput`. `None` when unmapped.
+pub(crate) fn py2_mapping(module: &str, name: &str) -> Option<(&'static str, String)> {
+    use crate::compat::{IMPORT_MAPPING, NAME_MAPPING};
+    if let Some((_, (m, n))) = NAME_MAPPING
+        .iter()
+        .find(|((m, n), _)| *m == module && *n == name)
+    {
+        return Some((m, n.to_string()));
+    }
+    IMPORT_MAPPING
+        .iter()
+        .find(|(m, _)| *m == module)
+        .map(|(_, m)| (*m, name.to_string()))
 }
 
 /// Exactly what `torch.save` / `numpy.save` / plain containers emit.
@@ -231,6 +437,72 @@ const CRITICAL_MODULES: &[(&str, &str)] = &[
     ("setuptools", "code execution"),
     ("distutils", "code execution"),
     ("venv", "code execution"),
+    // 2025-2026 scanner advisories (picklescan, fickling, ModelAudit).
+    ("_interpreters", "code execution (subinterpreter)"),
+    ("_xxsubinterpreters", "code execution (subinterpreter)"),
+    ("interpreters", "code execution (subinterpreter)"),
+    ("concurrent.interpreters", "code execution (subinterpreter)"),
+    ("_interpchannels", "code execution (subinterpreter)"),
+    ("_xxinterpchannels", "code execution (subinterpreter)"),
+    ("_interpqueues", "code execution (subinterpreter)"),
+    ("ensurepip", "code execution (runs pip)"),
+    ("test.support", "code execution (test helpers run scripts)"),
+    (
+        "test.libregrtest",
+        "code execution (test helpers run scripts)",
+    ),
+    ("_osx_support", "process"),
+    ("_aix_support", "process"),
+    ("_pyrepl", "code execution"),
+    ("idlelib", "code execution"),
+    ("lib2to3", "code execution"),
+    ("pydoc", "code execution (name lookup, pager commands)"),
+    ("doctest", "code execution"),
+    ("site", "code execution"),
+    ("atexit", "code execution (deferred call)"),
+    ("gc", "interpreter"),
+    ("copyreg", "pickle machinery (extension registry, reducers)"),
+    (
+        "copy_reg",
+        "pickle machinery (extension registry, reducers)",
+    ),
+    (
+        "logging.config",
+        "code execution (resolves and calls named objects)",
+    ),
+    ("mailcap", "process"),
+    ("socketserver", "network"),
+    ("SocketServer", "network"),
+    ("imaplib", "network/process"),
+    ("poplib", "network"),
+    ("nntplib", "network"),
+    ("smtpd", "network"),
+    ("asyncore", "network"),
+    ("asynchat", "network"),
+    ("zipfile", "file"),
+    ("tarfile", "file"),
+    ("mmap", "file"),
+    ("fcntl", "file"),
+    ("numpy.f2py", "code execution"),
+    ("numpy.distutils", "code execution"),
+    ("numpy.testing._private", "code execution"),
+    ("torch.hub", "network/code execution"),
+    ("torch.utils.cpp_extension", "native code"),
+    (
+        "torch.utils.bottleneck",
+        "code execution (profiler runs a script)",
+    ),
+    ("torch.utils.collect_env", "process"),
+    ("torch._inductor.codecache", "native code"),
+    ("torch.testing._internal", "code execution"),
+    ("torch.distributed.rpc", "network/code execution"),
+    // A pickle that imports a scanner's own modules aims at the scanner.
+    ("picklescan", "scanner internals"),
+    ("modelscan", "scanner internals"),
+    ("fickling", "scanner internals"),
+    ("modelaudit", "scanner internals"),
+    ("safeweights", "scanner internals"),
+    ("safeweights_scan", "scanner internals"),
 ];
 
 /// Exact `module.name` globals that are critical although their module is not.
@@ -267,6 +539,46 @@ const CRITICAL_EXACT: &[(&str, &str)] = &[
     ("pandas.read_pickle", "nested unpickling"),
     ("yaml.load", "code execution"),
     ("yaml.unsafe_load", "code execution"),
+    ("yaml.full_load", "code execution"),
+    ("operator.call", "call wrapper"),
+    ("_operator.call", "call wrapper"),
+    ("itertools.starmap", "call wrapper"),
+    ("uuid._get_command_stdout", "process"),
+    ("uuid._popen", "process"),
+    ("platform._syscmd_file", "process"),
+    ("platform._syscmd_ver", "process"),
+    ("platform._syscmd_uname", "process"),
+    ("platform.popen", "process"),
+    ("platform.architecture", "process"),
+    ("imaplib.IMAP4_stream", "process"),
+    ("gzip.open", "file"),
+    ("gzip.GzipFile", "file"),
+    ("bz2.open", "file"),
+    ("bz2.BZ2File", "file"),
+    ("lzma.open", "file"),
+    ("lzma.LZMAFile", "file"),
+    (
+        "torch.jit.unsupported_tensor_ops.execWrapper",
+        "code execution",
+    ),
+    (
+        "torch.fx.experimental.symbolic_shapes.ShapeEnv.evaluate_guards_expression",
+        "code execution",
+    ),
+    ("torch._dynamo.guards.GuardBuilder", "code execution"),
+    (
+        "torch.utils.data.datapipes.utils.decoder.basichandlers",
+        "nested unpickling",
+    ),
+    ("torch.serialization._load", "nested unpickling"),
+    (
+        "numpy.lib.format.read_array",
+        "nested unpickling (allow_pickle)",
+    ),
+    ("pandas.io.pickle.read_pickle", "nested unpickling"),
+    ("joblib.numpy_pickle.load", "nested unpickling"),
+    ("dbm.open", "file"),
+    ("sqlite3.connect", "file"),
 ];
 
 /// Builtins that execute code or touch files.
@@ -359,6 +671,9 @@ pub(crate) fn judge(module: &str, name: &str) -> Verdict {
         return Verdict::Safe;
     }
     let full = format!("{module}.{name}");
+    if let Some(what) = harmless(&full) {
+        return Verdict::Harmless(what);
+    }
     if let Some(category) = judge_dotted(&full) {
         // Show the most specific resolution (`pathlib.os.system` is `os.system`).
         let comps: Vec<&str> = name.split('.').collect();
@@ -373,6 +688,18 @@ pub(crate) fn judge(module: &str, name: &str) -> Verdict {
     let comps: Vec<&str> = name.split('.').collect();
     for i in 0..comps.len() {
         let suffix = comps[i..].join(".");
+        // `import sys as _sys` re-exports: `argparse._sys.exit` is `sys.exit`.
+        if let Some(alias) = suffix.strip_prefix('_').filter(|_| comps.len() - i > 1) {
+            let top = alias.split('.').next().unwrap_or(alias);
+            if CRITICAL_MODULES.iter().any(|(m, _)| *m == top) {
+                if let Some(category) = judge_dotted(alias) {
+                    return Verdict::Critical {
+                        category,
+                        resolved: alias.to_string(),
+                    };
+                }
+            }
+        }
         if let Some(category) = judge_dotted(&suffix) {
             // A suffix that is only a bare builtin name is not a module path.
             if comps.len() - i == 1 && !CRITICAL_MODULES.iter().any(|(m, _)| *m == suffix) {
@@ -399,7 +726,6 @@ pub(crate) fn judge(module: &str, name: &str) -> Verdict {
             }
         }
     }
-    // Protocol 0/1 unpicklers map Python 2 module names; `__builtin__` -> builtins.
     Verdict::Unknown
 }
 
@@ -424,6 +750,59 @@ pub(crate) fn is_getattr(full: &str) -> bool {
 #[allow(clippy::disallowed_methods)] // Tests build fixtures with std::fs.
 mod tests {
     use super::*;
+
+    /// The Python 2 name tables are CPython's own: checked against the
+    /// running Python's `_compat_pickle` when SAFEWEIGHTS_PYTHON is set.
+    #[test]
+    fn py2_tables_match_python() {
+        use crate::compat::{IMPORT_MAPPING, NAME_MAPPING};
+        let Some(py) = std::env::var_os("SAFEWEIGHTS_PYTHON") else {
+            return;
+        };
+        let code = "import _compat_pickle as c, json; print(json.dumps([sorted(c.IMPORT_MAPPING.items()), sorted([list(k) + list(v) for k, v in c.NAME_MAPPING.items()])]))";
+        let out = std::process::Command::new(py)
+            .args(["-c", code])
+            .output()
+            .expect("run SAFEWEIGHTS_PYTHON");
+        assert!(out.status.success());
+        let (imports, names): (Vec<(String, String)>, Vec<[String; 4]>) =
+            serde_json::from_slice(&out.stdout).unwrap();
+        let ours: Vec<(String, String)> = IMPORT_MAPPING
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        assert_eq!(ours, imports);
+        let ours: Vec<[String; 4]> = NAME_MAPPING
+            .iter()
+            .map(|((a, b), (c, d))| [a, b, c, d].map(|s| s.to_string()))
+            .collect();
+        assert_eq!(ours, names);
+        assert_eq!(
+            py2_mapping("__builtin__", "eval"),
+            Some(("builtins", "eval".into()))
+        );
+        assert_eq!(
+            py2_mapping("__builtin__", "xrange"),
+            Some(("builtins", "range".into()))
+        );
+        assert_eq!(py2_mapping("torch", "FloatStorage"), None);
+    }
+
+    #[test]
+    fn harmless_constructors_only_exactly() {
+        assert!(matches!(
+            judge("pathlib", "PosixPath"),
+            Verdict::Harmless(_)
+        ));
+        assert!(matches!(
+            judge("argparse", "Namespace"),
+            Verdict::Harmless(_)
+        ));
+        assert!(crit("pathlib", "PosixPath.write_text"));
+        assert!(crit("pathlib", "Path.open"));
+        assert!(crit("argparse", "_sys.exit"));
+        assert_eq!(judge("datetime", "datetime.now"), Verdict::Unknown);
+    }
 
     fn crit(m: &str, n: &str) -> bool {
         matches!(judge(m, n), Verdict::Critical { .. })

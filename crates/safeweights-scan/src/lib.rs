@@ -6,7 +6,8 @@
 //! Every file is identified by its bytes, never its extension: pickles (any
 //! protocol, also headerless protocol 0), PyTorch zip/legacy/TorchScript,
 //! NumPy `.npy`/`.npz`, joblib, Keras `.keras`/HDF5, safetensors, GGUF, ONNX,
-//! and zip/tar/gzip containers, opened recursively within [`Limits`].
+//! zip/tar/gzip containers and zlib/bzip2/xz/`.lzma` streams (as joblib
+//! compresses), opened recursively within [`Limits`].
 //! Pickles are walked opcode by opcode to the end of the data by a symbolic
 //! stack machine that resolves what each global *is* and what each call
 //! calls; nothing is ever unpickled or executed. Tensor payloads are never
@@ -28,6 +29,8 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+mod compat;
+mod compressed;
 #[cfg(test)]
 mod error_kinds;
 mod formats;
@@ -39,6 +42,7 @@ mod report;
 mod rules;
 mod scanner;
 mod severity;
+mod torch_checks;
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};

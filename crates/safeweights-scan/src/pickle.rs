@@ -5,15 +5,24 @@
 //!
 //! Decoding of opcodes is `safeweights_pickle::opcodes::Ops`; nothing here
 //! evaluates anything.
+//!
+//! Beyond globals the walk follows what a hostile PyTorch or joblib file
+//! breaks: storages declared by persistent ids (their size is checked
+//! against the data records by the scanner), tensor views against their
+//! storage, `BUILD`/`SETITEM` applied to storages and tensors, joblib's
+//! array bytes between opcodes (skipped, or walked as the nested pickle of
+//! an object array), the copyreg extension registry, Python 2 names of
+//! protocol 0-2 pickles, and protocol 4 frames crossed by an opcode.
 
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
 use safeweights_pickle::opcodes::{Arg, BigInt, Opcode, Ops};
 
-use crate::globals::{is_getattr, is_import_function, judge, Verdict};
+use crate::globals::{is_getattr, is_import_function, judge, py2_mapping, Verdict};
 use crate::rules::RuleId;
 use crate::severity::Severity;
+use crate::torch_checks::{self, returns_tensor, storage_element_size, StorageDecl};
 
 /// A finding without file/member (filled in by the caller).
 #[derive(Debug, Clone)]
@@ -55,13 +64,55 @@ pub(crate) struct PickleScan {
     pub broken: bool,
     /// Whether any global was imported at all.
     pub imports: usize,
+    /// Storages declared by persistent ids, first declaration of each key.
+    pub storages: Vec<StorageDecl>,
+}
+
+/// Element size of a NumPy dtype `descr` (`f8`, `<i4`, `U10`, `V24`);
+/// `None` for object dtypes (their data is a pickle). `state_elsize` is the
+/// element size in the dtype's pickled state, set for flexible types.
+fn dtype_itemsize(descr: &str, state_elsize: Option<u64>) -> Option<Option<u64>> {
+    let d = descr.trim_start_matches(['<', '>', '|', '=']);
+    let kind = d.chars().next()?;
+    if kind == 'O' {
+        return Some(None);
+    }
+    if let Some(e) = state_elsize {
+        return Some(Some(e));
+    }
+    let digits: String = d[kind.len_utf8()..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    let n: u64 = digits.parse().ok()?;
+    Some(Some(if kind == 'U' { n.checked_mul(4)? } else { n }))
+}
+
+/// Most storages remembered per stream (a hostile one may declare millions).
+const MAX_STORAGES: usize = 1 << 16;
+
+/// A joblib array between opcodes, as `NumpyArrayWrapper.read` reads it.
+#[derive(Debug, Clone, Copy)]
+enum Inline {
+    /// Raw array bytes, after an alignment byte and its padding when `aligned`.
+    Bytes { aligned: bool, len: u64 },
+    /// An object array: a whole pickle (protocol 2) follows.
+    Pickle,
 }
 
 #[derive(Debug, Clone)]
 enum V {
     Mark,
     Str(Rc<str>),
-    Int,
+    Int(Option<i64>),
+    /// A small dict with its items (joblib array state).
+    Dict(Rc<Vec<(V, V)>>),
+    /// `numpy.dtype(descr, ...)`, with the element size its state gives.
+    Dtype(Rc<str>, Option<u64>),
+    /// A storage from a persistent id.
+    Storage(Rc<StorageDecl>),
+    /// A tensor rebuilt by torch.
+    Tensor,
     /// A resolved global (dotted), whether it is a function, class or module attribute.
     Global(Rc<str>),
     /// A module object obtained through `__import__`.
@@ -73,6 +124,7 @@ enum V {
 }
 
 const MAX_TUPLE: usize = 64;
+const MAX_DICT: usize = 64;
 const MAX_STR: usize = 4096;
 const MAX_STACK: usize = 1 << 20;
 const MAX_MEMO: usize = 1 << 20;
@@ -84,6 +136,12 @@ struct GlobalUse {
     verdict: Verdict,
     via: &'static str,
     called: Option<(&'static str, u64)>,
+    /// Whether it is called with arguments from the file (`REDUCE`, `OBJ`,
+    /// `INST`), not only instantiated by `NEWOBJ`.
+    init_called: bool,
+    /// The Python 2 name in the file, when a protocol 0-2 pickle's name
+    /// was mapped to the Python 3 one (the key).
+    original: Option<String>,
 }
 
 struct Machine<'c> {
@@ -96,6 +154,19 @@ struct Machine<'c> {
     malformed: Option<(u64, String)>,
     ctx: &'c Context,
     joblib: bool,
+    /// Protocol of the current pickle (0 until a PROTO opcode).
+    proto: u8,
+    /// copyreg extension codes registered by earlier calls in the stream.
+    ext: HashMap<i64, (String, String)>,
+    storages: Vec<StorageDecl>,
+    storage_keys: HashMap<String, usize>,
+    /// What the last opcode left to read between opcodes.
+    inline: Option<Inline>,
+    /// Whether a `NumpyArrayWrapper` BUILD reads array bytes (joblib does,
+    /// a plain unpickler does not).
+    reads_arrays: bool,
+    /// Array regions walked as a plain unpickler would.
+    plain_walks: usize,
 }
 
 fn py2str(b: &[u8]) -> V {
@@ -117,6 +188,13 @@ impl<'c> Machine<'c> {
             malformed: None,
             ctx,
             joblib: false,
+            proto: 0,
+            ext: HashMap::new(),
+            storages: Vec::new(),
+            storage_keys: HashMap::new(),
+            inline: None,
+            reads_arrays: true,
+            plain_walks: 0,
         }
     }
 
@@ -124,6 +202,17 @@ impl<'c> Machine<'c> {
         self.stack.clear();
         self.marks.clear();
         self.memo.clear();
+        self.proto = 0;
+    }
+
+    fn finding(&mut self, severity: Severity, rule: RuleId, what: String, why: &str, offset: u64) {
+        self.out.push(RawFinding {
+            severity,
+            rule,
+            what,
+            why: why.into(),
+            offset: Some(offset),
+        });
     }
 
     fn bad(&mut self, offset: u64, msg: impl Into<String>) {
@@ -168,6 +257,32 @@ impl<'c> Machine<'c> {
         }
     }
 
+    /// A dict value with `items` (key, value, key, value, ...) added.
+    fn dict(mut base: Vec<(V, V)>, items: Vec<V>) -> V {
+        if base.len().saturating_add(items.len() / 2) > MAX_DICT {
+            return V::Other;
+        }
+        let mut it = items.into_iter();
+        while let (Some(k), Some(v)) = (it.next(), it.next()) {
+            base.push((k, v));
+        }
+        V::Dict(Rc::new(base))
+    }
+
+    /// SETITEM(S): the target is the value under the popped items.
+    fn set_items(&mut self, items: Vec<V>, op: &str, offset: u64) {
+        let top = self.stack.last().cloned();
+        match top {
+            Some(V::Dict(d)) => {
+                let merged = Self::dict(d.as_ref().clone(), items);
+                if let Some(t) = self.stack.last_mut() {
+                    *t = merged;
+                }
+            }
+            other => self.mutates(other.as_ref(), op, offset),
+        }
+    }
+
     fn tuple(items: Vec<V>) -> V {
         if items.len() > MAX_TUPLE {
             V::Other
@@ -183,6 +298,22 @@ impl<'c> Machine<'c> {
         } else {
             format!("{module}.{name}")
         };
+        // `find_class` of protocol 0-2 pickles maps Python 2 names first.
+        let mapped = (self.proto < 3 && name != "*")
+            .then(|| py2_mapping(module, name))
+            .flatten();
+        let (module, name): (&str, String) = match mapped {
+            Some((m, n)) => (m, n),
+            None => (module, name.to_string()),
+        };
+        let name = name.as_str();
+        // Keyed by what is imported; the name in the file is kept for display.
+        let (key, original) = if self.proto < 3 && name != "*" && format!("{module}.{name}") != full
+        {
+            (format!("{module}.{name}"), Some(full))
+        } else {
+            (full, None)
+        };
         if module == "joblib.numpy_pickle" {
             self.joblib = true;
         }
@@ -193,23 +324,25 @@ impl<'c> Machine<'c> {
         } else {
             judge(module, name)
         };
-        match self.globals.get_mut(&full) {
+        match self.globals.get_mut(&key) {
             Some(g) => g.count += 1,
             None => {
-                self.order.push(full.clone());
+                self.order.push(key.clone());
                 self.globals.insert(
-                    full.clone(),
+                    key.clone(),
                     GlobalUse {
                         first_offset: offset,
                         count: 1,
                         verdict,
                         via,
                         called: None,
+                        init_called: false,
+                        original,
                     },
                 );
             }
         }
-        V::Global(Rc::from(full.as_str()))
+        V::Global(Rc::from(key.as_str()))
     }
 
     fn called(&mut self, callee: &V, op: &'static str, offset: u64) -> Rc<str> {
@@ -219,6 +352,7 @@ impl<'c> Machine<'c> {
                     if u.called.is_none() {
                         u.called = Some((op, offset));
                     }
+                    u.init_called |= matches!(op, "REDUCE" | "OBJ" | "INST");
                 }
                 g.clone()
             }
@@ -237,7 +371,9 @@ impl<'c> Machine<'c> {
                     V::Call(c) => format!("the result of calling {c}"),
                     V::Str(_) => "a string".into(),
                     V::Tuple(_) => "a tuple".into(),
-                    V::Int => "an integer".into(),
+                    V::Int(_) => "an integer".into(),
+                    V::Storage(_) => "a storage".into(),
+                    V::Tensor => "a tensor".into(),
                     _ => "a value that is not a named global".into(),
                 };
                 self.out.push(RawFinding {
@@ -254,16 +390,195 @@ impl<'c> Machine<'c> {
         }
     }
 
+    /// A tensor view `(storage, offset, size, stride, ...)` must stay inside
+    /// its storage.
+    fn check_view(&mut self, g: &str, items: &[V], offset: u64) {
+        if !torch_checks::is_view_rebuilder(g) {
+            return;
+        }
+        let [V::Storage(st), V::Int(Some(start)), V::Tuple(size), V::Tuple(stride), rest @ ..] =
+            items
+        else {
+            return;
+        };
+        let ints = |t: &[V]| -> Option<Vec<i64>> {
+            t.iter()
+                .map(|v| match v {
+                    V::Int(Some(i)) => Some(*i),
+                    _ => None,
+                })
+                .collect()
+        };
+        let (Some(size), Some(stride)) = (ints(size), ints(stride)) else {
+            return;
+        };
+        // `_rebuild_tensor_v3(storage, offset, size, stride, requires_grad, hooks, dtype, ...)`.
+        let dtype = match rest.get(2) {
+            Some(V::Global(d)) if g == "torch._utils._rebuild_tensor_v3" => Some(d.as_ref()),
+            _ => None,
+        };
+        let view = torch_checks::View {
+            start: *start,
+            size: &size,
+            stride: &stride,
+            dtype,
+        };
+        if let Some(what) = view.problem(st) {
+            self.finding(
+                Severity::High,
+                RuleId::TorchViewBounds,
+                what,
+                torch_checks::VIEW_WHY,
+                offset,
+            );
+        }
+    }
+
+    /// A storage from a persistent id `('storage', Class, key, location, numel)`.
+    fn persistent(&mut self, pid: V, offset: u64) -> V {
+        let V::Tuple(items) = pid else {
+            return V::Other;
+        };
+        let [V::Str(tag), V::Global(class), V::Str(key), _, V::Int(Some(numel))] = items.as_slice()
+        else {
+            return V::Other;
+        };
+        let Ok(numel) = u64::try_from(*numel) else {
+            return V::Other;
+        };
+        if tag.as_ref() != "storage" {
+            return V::Other;
+        }
+        let decl = StorageDecl {
+            key: key.to_string(),
+            class: class.to_string(),
+            numel,
+            nbytes: storage_element_size(class).and_then(|e| numel.checked_mul(e)),
+            offset,
+        };
+        match self.storage_keys.get(key.as_ref()) {
+            Some(&i) => {
+                let first = &self.storages[i];
+                if first.class != decl.class || first.numel != decl.numel {
+                    let what = format!(
+                        "storage {:?} is declared twice: {} x {} at offset {}, then {} x {}",
+                        decl.key, first.numel, first.class, first.offset, decl.numel, decl.class
+                    );
+                    self.finding(
+                        Severity::High,
+                        RuleId::TorchStorageSize,
+                        what,
+                        "torch keeps the first declaration: tensors built on the second read past it",
+                        offset,
+                    );
+                }
+            }
+            None if self.storages.len() < MAX_STORAGES => {
+                self.storage_keys
+                    .insert(decl.key.clone(), self.storages.len());
+                self.storages.push(decl.clone());
+            }
+            None => {}
+        }
+        V::Storage(Rc::new(decl))
+    }
+
+    /// `SETITEM`, `APPEND` or `BUILD` applied to a storage or tensor.
+    fn mutates(&mut self, target: Option<&V>, op: &str, offset: u64) {
+        let what = match target {
+            Some(V::Storage(st)) => format!("storage {:?}", st.key),
+            Some(V::Tensor) => "a tensor".to_string(),
+            _ => return,
+        };
+        let (severity, why) = if op == "BUILD" {
+            (
+                Severity::Critical,
+                "BUILD on a tensor calls Tensor.__setstate__, whose legacy form set_()s arbitrary storage, offset, size and stride: the weights_only heap-corruption class (CVE-2026-24747)",
+            )
+        } else {
+            (
+                Severity::High,
+                "torch.save never writes into a storage or tensor after building it; unpicklers that allow it corrupt memory (CVE-2026-24747)",
+            )
+        };
+        self.finding(
+            severity,
+            RuleId::TorchTensorMutation,
+            format!("{op} at offset {offset} is applied to {what}"),
+            why,
+            offset,
+        );
+    }
+
+    /// joblib: after BUILD of a `NumpyArrayWrapper`, `read_array` reads the
+    /// array from the stream (object arrays as a nested pickle).
+    fn joblib_array(&mut self, state: &V, offset: u64) {
+        let V::Dict(items) = state else {
+            self.bad(offset, "joblib array wrapper without its state dict");
+            return;
+        };
+        let get = |k: &str| {
+            items
+                .iter()
+                .rev()
+                .find(|(key, _)| matches!(key, V::Str(s) if s.as_ref() == k))
+                .map(|(_, v)| v)
+        };
+        let aligned = matches!(get("numpy_array_alignment_bytes"), Some(V::Int(Some(_))));
+        let (Some(V::Dtype(descr, elsize)), Some(V::Tuple(shape))) = (get("dtype"), get("shape"))
+        else {
+            self.bad(offset, "joblib array wrapper without a dtype or shape");
+            return;
+        };
+        let itemsize = match dtype_itemsize(descr, *elsize) {
+            Some(Some(n)) => n,
+            Some(None) => {
+                self.inline = Some(Inline::Pickle);
+                return;
+            }
+            None => {
+                self.bad(offset, format!("joblib array of unknown dtype {descr:?}"));
+                return;
+            }
+        };
+        let count = shape.iter().try_fold(1u64, |acc, v| match v {
+            V::Int(Some(n)) => u64::try_from(*n).ok().and_then(|n| acc.checked_mul(n)),
+            _ => None,
+        });
+        match count.and_then(|c| c.checked_mul(itemsize)) {
+            Some(len) => self.inline = Some(Inline::Bytes { aligned, len }),
+            None => self.bad(
+                offset,
+                "joblib array shape is not a tuple of small integers",
+            ),
+        }
+    }
+
     /// REDUCE special cases that yield new references: `getattr(x, "name")`
     /// and `__import__("mod")`; both are critical themselves and also judged
     /// as the global they produce.
     fn reduce_result(&mut self, callee: &V, args: &V, offset: u64) -> V {
         let (V::Global(g), V::Tuple(items)) = (callee, args) else {
             return match callee {
+                V::Global(g) if returns_tensor(g) => V::Tensor,
                 V::Global(g) => V::Call(g.clone()),
                 _ => V::Other,
             };
         };
+        if returns_tensor(g) {
+            self.check_view(g, items, offset);
+            return V::Tensor;
+        }
+        if matches!(g.as_ref(), "numpy.dtype" | "numpy.core.multiarray.dtype") {
+            if let Some(V::Str(d)) = items.first() {
+                return V::Dtype(d.clone(), None);
+            }
+        }
+        if g.as_ref() == "copyreg.add_extension" {
+            if let [V::Str(m), V::Str(n), V::Int(Some(code))] = items.as_slice() {
+                self.ext.insert(*code, (m.to_string(), n.to_string()));
+            }
+        }
         if is_import_function(g) {
             if let Some(V::Str(m)) = items.first() {
                 let m = m.clone();
@@ -297,8 +612,10 @@ impl<'c> Machine<'c> {
         let ok = match opcode {
             O::Int | O::BinInt | O::BinInt1 | O::BinInt2 | O::Long | O::Long1 | O::Long4 => {
                 let v = match arg {
-                    Arg::Int(_) => V::Int,
-                    Arg::UInt(_) => V::Int,
+                    Arg::Int(i) => V::Int(Some(i)),
+                    Arg::Bool(b) => V::Int(Some(i64::from(b))),
+                    Arg::UInt(u) => V::Int(i64::try_from(u).ok()),
+                    Arg::BigInt(_) => V::Int(None),
                     _ => V::Other,
                 };
                 self.push(v)
@@ -323,22 +640,37 @@ impl<'c> Machine<'c> {
             }
             O::ReadonlyBuffer => true,
             O::None | O::NewTrue | O::NewFalse | O::Float | O::BinFloat => self.push(V::Other),
-            O::EmptyList | O::EmptyDict | O::EmptySet => self.push(V::Other),
+            O::EmptyDict => self.push(V::Dict(Rc::new(Vec::new()))),
+            O::EmptyList | O::EmptySet => self.push(V::Other),
             O::EmptyTuple => self.push(V::Tuple(Rc::new(Vec::new()))),
             O::Append => {
                 self.pop(offset, "APPEND");
+                let top = self.stack.last().cloned();
+                self.mutates(top.as_ref(), "APPEND", offset);
                 true
             }
             O::SetItem => {
-                self.pop(offset, "SETITEM");
-                self.pop(offset, "SETITEM");
+                let v = self.pop(offset, "SETITEM");
+                let k = self.pop(offset, "SETITEM");
+                self.set_items(vec![k, v], "SETITEM", offset);
                 true
             }
-            O::Appends | O::SetItems | O::AddItems => {
+            O::SetItems => {
+                let items = self.pop_mark(offset, "SETITEMS");
+                self.set_items(items, "SETITEMS", offset);
+                true
+            }
+            O::Appends | O::AddItems => {
                 self.pop_mark(offset, opcode.name());
+                let top = self.stack.last().cloned();
+                self.mutates(top.as_ref(), opcode.name(), offset);
                 true
             }
-            O::List | O::Dict | O::FrozenSet => {
+            O::Dict => {
+                let items = self.pop_mark(offset, "DICT");
+                self.push(Self::dict(Vec::new(), items))
+            }
+            O::List | O::FrozenSet => {
                 self.pop_mark(offset, opcode.name());
                 self.push(V::Other)
             }
@@ -427,18 +759,29 @@ impl<'c> Machine<'c> {
             }
             O::Ext1 | O::Ext2 | O::Ext4 => {
                 let code = match arg {
-                    Arg::Int(i) => i.to_string(),
-                    Arg::UInt(u) => u.to_string(),
-                    _ => "?".into(),
+                    Arg::Int(i) => Some(i),
+                    Arg::UInt(u) => i64::try_from(u).ok(),
+                    _ => None,
                 };
-                self.out.push(RawFinding {
-                    severity: Severity::High,
-                    rule: RuleId::PickleExt,
-                    what: format!("{} loads extension code {code}", opcode.name()),
-                    why: "the copyreg extension registry maps the code to an arbitrary global at load time; it cannot be judged from the file".into(),
-                    offset: Some(offset),
-                });
-                self.push(V::Global(Rc::from(format!("<extension {code}>").as_str())))
+                let shown = code.map_or_else(|| "?".to_string(), |c| c.to_string());
+                // An earlier `copyreg.add_extension` in the stream names the target.
+                let registered = code.and_then(|c| self.ext.get(&c).cloned());
+                let (what, why) = match &registered {
+                    Some((m, n)) => (
+                        format!("{} loads extension code {shown}, registered earlier in the stream as {m}.{n}", opcode.name()),
+                        "the pickle fills the copyreg extension registry itself, then imports through it",
+                    ),
+                    None => (
+                        format!("{} loads extension code {shown}, which no standard registry entry defines", opcode.name()),
+                        "the copyreg extension registry maps the code to an arbitrary global at load time; it cannot be judged from the file",
+                    ),
+                };
+                self.finding(Severity::High, RuleId::PickleExt, what, why, offset);
+                let v = match registered {
+                    Some((m, n)) => self.import(&m, &n, offset, opcode.name()),
+                    None => V::Global(Rc::from(format!("<extension {shown}>").as_str())),
+                };
+                self.push(v)
             }
             O::Global => {
                 let v = match arg {
@@ -502,7 +845,11 @@ impl<'c> Machine<'c> {
                 self.pop(offset, "NEWOBJ");
                 let cls = self.pop(offset, "NEWOBJ");
                 let c = self.called(&cls, "NEWOBJ", offset);
-                self.push(V::Call(c))
+                if returns_tensor(&c) {
+                    self.push(V::Tensor)
+                } else {
+                    self.push(V::Call(c))
+                }
             }
             O::NewObjEx => {
                 self.pop(offset, "NEWOBJ_EX");
@@ -512,8 +859,30 @@ impl<'c> Machine<'c> {
                 self.push(V::Call(c))
             }
             O::Build => {
-                self.pop(offset, "BUILD");
+                let state = self.pop(offset, "BUILD");
                 match self.stack.last().cloned() {
+                    Some(t @ (V::Storage(_) | V::Tensor)) => {
+                        self.mutates(Some(&t), "BUILD", offset)
+                    }
+                    Some(V::Call(c))
+                        if self.reads_arrays
+                            && c.as_ref() == "joblib.numpy_pickle.NumpyArrayWrapper" =>
+                    {
+                        self.joblib_array(&state, offset)
+                    }
+                    Some(V::Dtype(d, _)) => {
+                        // (version, byteorder, subarray, names, fields, elsize, alignment, flags)
+                        let elsize = match &state {
+                            V::Tuple(t) => match t.get(5) {
+                                Some(V::Int(Some(e))) => u64::try_from(*e).ok().filter(|&e| e > 0),
+                                _ => None,
+                            },
+                            _ => None,
+                        };
+                        if let Some(top) = self.stack.last_mut() {
+                            *top = V::Dtype(d, elsize);
+                        }
+                    }
                     Some(V::Global(g)) | Some(V::Module(g)) => {
                         let safe = self
                             .globals
@@ -534,10 +903,17 @@ impl<'c> Machine<'c> {
             }
             O::PersId => self.push(V::Other),
             O::BinPersId => {
-                self.pop(offset, "BINPERSID");
-                self.push(V::Other)
+                let pid = self.pop(offset, "BINPERSID");
+                let v = self.persistent(pid, offset);
+                self.push(v)
             }
-            O::Proto | O::Frame => true,
+            O::Proto => {
+                if let Arg::Int(p) = arg {
+                    self.proto = u8::try_from(p).unwrap_or(u8::MAX);
+                }
+                true
+            }
+            O::Frame => true,
             O::Stop => {
                 self.pop(offset, "STOP");
                 return Ok(true);
@@ -552,9 +928,14 @@ impl<'c> Machine<'c> {
     }
 
     fn flush_globals(&mut self) {
-        for full in std::mem::take(&mut self.order) {
-            let Some(u) = self.globals.remove(&full) else {
+        for key in std::mem::take(&mut self.order) {
+            let Some(u) = self.globals.remove(&key) else {
                 continue;
+            };
+            // The name in the file, and what a protocol 0-2 unpickler maps it to.
+            let (full, key) = match u.original {
+                Some(o) => (format!("{o} (Python 2 name of {key})"), key),
+                None => (key.clone(), key),
             };
             let how = match u.called {
                 Some((op, off)) => format!(" and calls it ({op} at offset {off})"),
@@ -568,7 +949,7 @@ impl<'c> Machine<'c> {
             match u.verdict {
                 Verdict::Safe => {}
                 Verdict::Critical { category, resolved } => {
-                    let shown = if resolved == full {
+                    let shown = if resolved == key {
                         full.clone()
                     } else {
                         format!("{full} (resolves to {resolved})")
@@ -578,6 +959,25 @@ impl<'c> Machine<'c> {
                         rule: RuleId::PickleGlobalCritical,
                         what: format!("pickle imports {shown} via {}{how}{times}", u.via),
                         why: format!("{category} primitive: loading this file can run arbitrary commands or code"),
+                        offset: Some(u.first_offset),
+                    });
+                }
+                Verdict::Harmless(h) if !h.call_ok && u.init_called => {
+                    self.out.push(RawFinding {
+                        severity: Severity::High,
+                        rule: RuleId::PickleGlobalUnknown,
+                        what: format!("pickle imports {full} via {}{how}{times}, calling its constructor", u.via),
+                        why: format!("{} is data when pickle writes it (NEWOBJ, then its state), but calling it runs its __init__ with the file's arguments", h.builds),
+                        offset: Some(u.first_offset),
+                    });
+                }
+                Verdict::Harmless(h) => {
+                    let builds = h.builds;
+                    self.out.push(RawFinding {
+                        severity: Severity::Low,
+                        rule: RuleId::PickleGlobalHarmless,
+                        what: format!("pickle imports {full} via {}{how}{times}: it builds {builds}", u.via),
+                        why: "unknown but harmless constructor: not on the weights allowlist, but building it runs no code of the file's choosing".into(),
                         offset: Some(u.first_offset),
                     });
                 }
@@ -593,6 +993,28 @@ impl<'c> Machine<'c> {
             }
         }
     }
+}
+
+/// Checks each declared storage against its data record in a PyTorch zip
+/// (`record_size(key)`: the uncompressed size of `data/<key>`, `None` when
+/// there is no such record).
+pub(crate) fn storage_record_findings(
+    decls: &[StorageDecl],
+    record_size: impl Fn(&str) -> Option<u64>,
+) -> Vec<RawFinding> {
+    decls
+        .iter()
+        .filter_map(|d| {
+            let (what, why) = d.record_problem(record_size(&d.key))?;
+            Some(RawFinding {
+                severity: Severity::High,
+                rule: RuleId::TorchStorageSize,
+                what,
+                why: why.into(),
+                offset: Some(d.offset),
+            })
+        })
+        .collect()
 }
 
 /// The torch legacy magic number as a LONG1 argument.
@@ -662,9 +1084,95 @@ pub(crate) fn looks_like_pickle(data: &[u8]) -> bool {
     }
 }
 
+/// Deepest nesting of joblib object arrays walked.
+const MAX_NESTED: usize = 8;
+
 /// Walks the pickle stream in `data`.
 pub(crate) fn scan(data: &[u8], walk: Walk, ctx: &Context) -> PickleScan {
+    scan_nested(data, walk, ctx, 0, Reader::Joblib)
+}
+
+/// Which unpickler the walk follows where they differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reader {
+    /// joblib's: after a `NumpyArrayWrapper` it reads the array bytes.
+    Joblib,
+    /// A plain `pickle.load`: every byte is an opcode.
+    Plain,
+}
+
+/// Bytes of joblib array data also walked as a plain unpickler reads them.
+const PLAIN_WINDOW: usize = 1 << 20;
+/// Array regions per stream also walked as a plain unpickler reads them.
+const MAX_PLAIN_WALKS: usize = 64;
+
+/// Reads what joblib wrote between opcodes (`Err` with the reason when it
+/// runs past the data).
+fn read_inline(
+    data: &[u8],
+    ops: &mut Ops<'_>,
+    inline: Inline,
+    m: &mut Machine<'_>,
+    ctx: &Context,
+    depth: usize,
+) -> Result<(), String> {
+    let pos = Ops::position(ops);
+    match inline {
+        Inline::Bytes { aligned, len } => {
+            let mut skip = 0usize;
+            if aligned {
+                let pad = data.get(pos).ok_or("joblib array alignment byte missing")?;
+                skip = 1 + usize::from(*pad);
+            }
+            let len = usize::try_from(len).map_err(|_| "joblib array too large")?;
+            let total = skip.checked_add(len).ok_or("joblib array too large")?;
+            // `pickle.load` of the same file reads these bytes as opcodes:
+            // what it would import is judged too (only the primitives, as
+            // array data decoded as opcodes may name anything).
+            if depth == 0 && m.plain_walks < MAX_PLAIN_WALKS {
+                m.plain_walks += 1;
+                let end = data.len().min(pos.saturating_add(PLAIN_WINDOW));
+                let window = data.get(pos..end).unwrap_or_default();
+                let plain = scan_nested(window, Walk::Pickles(1), ctx, depth + 1, Reader::Plain);
+                for mut f in plain.findings {
+                    if f.severity == Severity::Critical {
+                        f.offset = f.offset.map(|o| o + pos as u64);
+                        f.what = format!(
+                            "{} (in joblib array data at offset {pos}, which a plain unpickler reads as opcodes)",
+                            f.what
+                        );
+                        m.out.push(f);
+                    }
+                }
+            }
+            if !ops.skip(total) {
+                return Err(format!(
+                    "joblib array of {len} bytes runs past the end of the data"
+                ));
+            }
+            Ok(())
+        }
+        Inline::Pickle => {
+            if depth >= MAX_NESTED {
+                return Err("joblib object arrays nested too deep".into());
+            }
+            let rest = data.get(pos..).unwrap_or_default();
+            let nested = scan_nested(rest, Walk::Pickles(1), ctx, depth + 1, Reader::Joblib);
+            for mut f in nested.findings {
+                f.offset = f.offset.map(|o| o + pos as u64);
+                m.out.push(f);
+            }
+            if nested.broken || !ops.skip(nested.consumed) {
+                return Err("the object array's nested pickle is broken".into());
+            }
+            Ok(())
+        }
+    }
+}
+
+fn scan_nested(data: &[u8], walk: Walk, ctx: &Context, depth: usize, reader: Reader) -> PickleScan {
     let mut m = Machine::new(ctx);
+    m.reads_arrays = reader == Reader::Joblib;
     let mut ops = Ops::new(data);
     let mut res = PickleScan::default();
     let mut started = false;
@@ -691,7 +1199,17 @@ pub(crate) fn scan(data: &[u8], walk: Walk, ctx: &Context) -> PickleScan {
                             }
                         }
                     }
-                    Ok(false) => {}
+                    Ok(false) => {
+                        if let Some(inline) = m.inline.take() {
+                            if let Err(msg) =
+                                read_inline(data, &mut ops, inline, &mut m, ctx, depth)
+                            {
+                                m.bad(op.offset, msg);
+                                res.broken = true;
+                                break;
+                            }
+                        }
+                    }
                     Err(()) => {
                         m.bad(op.offset, "stack or memo size limit exceeded");
                         res.broken = true;
@@ -711,6 +1229,19 @@ pub(crate) fn scan(data: &[u8], walk: Walk, ctx: &Context) -> PickleScan {
     }
     res.imports = m.order.len();
     m.flush_globals();
+    if let Some(a) = ops.frame_anomaly() {
+        let more = match ops.frame_anomalies() {
+            1 => String::new(),
+            n => format!(" ({n} framing breaks in all)"),
+        };
+        m.finding(
+            Severity::High,
+            RuleId::PickleFrame,
+            format!("protocol 4 framing is broken: {a}{more}"),
+            "CPython's C unpickler reads through frame ends, the pure-Python one and frame-by-frame scanners do not: readers see different opcodes (the stream was walked as CPython loads it)",
+            a.offset(),
+        );
+    }
     if let Some((off, msg)) = m.malformed.take() {
         let after = if res.pickles > 0 {
             format!(" (after {} complete pickle(s))", res.pickles)
@@ -727,6 +1258,7 @@ pub(crate) fn scan(data: &[u8], walk: Walk, ctx: &Context) -> PickleScan {
         });
     }
     res.joblib = m.joblib;
+    res.storages = std::mem::take(&mut m.storages);
     res.findings = m.out;
     res
 }

@@ -43,7 +43,8 @@ pub enum Format {
     Gzip,
     /// 7z archive (detected, not inspected).
     SevenZip,
-    /// xz, bzip2 or zstd stream (detected, not inspected).
+    /// zlib, bzip2, xz, legacy `.lzma` stream or joblib `ZF` file (opened),
+    /// or zstd stream (detected, not inspected).
     Compressed,
     /// Nothing recognised.
     Unknown,

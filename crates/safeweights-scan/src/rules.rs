@@ -64,6 +64,17 @@ rules! {
     PickleExt = "pickle.ext", High,
         "pickle uses the copyreg extension registry (EXT1/2/4): the global cannot be judged";
     PickleMalformed = "pickle.malformed", Medium, "pickle stream cannot be fully parsed";
+    PickleGlobalHarmless = "pickle.global.harmless", Low,
+        "pickle imports an unknown but harmless constructor (a path, date, namespace or settings class)";
+    PickleFrame = "pickle.frame", High,
+        "pickle opcodes cross protocol 4 frame boundaries (readers disagree on the opcodes)";
+    TorchStorageSize = "torch.storage-size", High,
+        "PyTorch storage declaration disagrees with its data record";
+    TorchViewBounds = "torch.view-bounds", High, "PyTorch tensor view reaches past its storage";
+    TorchTensorMutation = "torch.tensor-mutation", High,
+        "pickle applies SETITEM/APPEND/BUILD to a storage or tensor (weights_only heap corruption)";
+    CompressedMalformed = "compressed.malformed", Medium,
+        "compressed stream (zlib, bzip2, xz, lzma, joblib ZF) cannot be decompressed";
     PickleFormat = "pickle.format", Info,
         "pickle-based weights with only allowlisted globals: convert to safetensors";
     TorchscriptCode = "torchscript.code", High, "TorchScript archive contains a program";
@@ -98,7 +109,7 @@ rules! {
         "tar member or link target is absolute or climbs out with '..'";
     GzipMalformed = "gzip.malformed", Medium, "gzip stream is broken";
     ArchiveCannotInspect = "archive.cannot-inspect", Medium,
-        "archive or compression format the scanner cannot open (7z, xz, bzip2, zstd)";
+        "archive or compression format the scanner cannot open (7z, zstd)";
     LimitDepth = "limit.depth", Medium, "nesting depth limit reached: deeper members not scanned";
     LimitMembers = "limit.members", Medium,
         "member count limit reached: remaining members not scanned";

@@ -7,6 +7,7 @@ use safeweights::{Header, HeaderError, ParseOptions};
 use safeweights_archive::zip::{crc32, Anomaly, Entry, Method, ZipArchive};
 use safeweights_archive::{gzip, tar, GzipError, InspectError, SliceSource, ZipError};
 
+use crate::compressed::{self, DecompressError};
 use crate::formats::{self, sniff};
 use crate::options::{Policy, ScanOptions};
 use crate::pickle::{self, RawFinding, Walk};
@@ -152,11 +153,15 @@ impl<'o> Scanner<'o> {
                 self.gzip(data, path, depth);
                 fmt
             }
+            Format::Compressed if compressed::sniff(data).is_some() => {
+                self.compressed(data, path, depth);
+                fmt
+            }
             Format::SevenZip | Format::Compressed => {
                 let kind = if fmt == Format::SevenZip {
                     "7z archive"
                 } else {
-                    "xz/bzip2/zstd stream"
+                    "zstd or unrecognised compressed stream"
                 };
                 self.add(
                     path,
@@ -181,12 +186,16 @@ impl<'o> Scanner<'o> {
                 self.safetensors(data, path, depth);
                 fmt
             }
-            Format::Pickle => self.pickle(data, path, pickle::Context::default(), true),
+            Format::Pickle => self.pickle(data, path, pickle::Context::default(), true).0,
             Format::Onnx => {
                 self.onnx(data, path);
                 fmt
             }
             Format::Gguf => fmt,
+            _ if compressed::sniff(data).is_some() => {
+                self.compressed(data, path, depth);
+                Format::Compressed
+            }
             _ => {
                 if ZipArchive::inspect(SliceSource::new(data)).is_ok() {
                     // Zip readers that find the directory from the end accept this.
@@ -261,14 +270,14 @@ impl<'o> Scanner<'o> {
         path: &[String],
         ctx: pickle::Context,
         standalone: bool,
-    ) -> Format {
+    ) -> (Format, Vec<crate::torch_checks::StorageDecl>) {
         let legacy = pickle::is_torch_legacy(data);
         let walk = if legacy {
             Walk::Pickles(5)
         } else {
             Walk::ToEnd
         };
-        let res = pickle::scan(data, walk, &ctx);
+        let mut res = pickle::scan(data, walk, &ctx);
         let fmt = if legacy {
             Format::PytorchLegacy
         } else if res.joblib {
@@ -277,7 +286,7 @@ impl<'o> Scanner<'o> {
             Format::Pickle
         };
         let clean = res.findings.is_empty();
-        self.add_raw(path, res.findings, 0);
+        self.add_raw(path, std::mem::take(&mut res.findings), 0);
         if clean && standalone {
             let fix = path
                 .is_empty()
@@ -292,7 +301,30 @@ impl<'o> Scanner<'o> {
                 fix,
             );
         }
-        fmt
+        (fmt, res.storages)
+    }
+
+    /// A whole-file zlib/bzip2/xz/lzma stream or joblib `ZF` file.
+    fn compressed(&mut self, data: &[u8], path: &mut Vec<String>, depth: usize) {
+        let Some(kind) = compressed::sniff(data) else {
+            return;
+        };
+        match compressed::decompress(kind, data, self.remaining()) {
+            Ok(body) => {
+                self.expanded += body.len() as u64;
+                self.recurse(&body, path, kind.member_name().into(), depth, false);
+            }
+            Err(DecompressError::TooBig) => self.limit_expanded(path),
+            Err(DecompressError::Corrupt(m)) => self.add(
+                path,
+                Severity::Medium,
+                RuleId::CompressedMalformed,
+                format!("{} cannot be decompressed: {m}", kind.name()),
+                "content that cannot be inspected may hide anything",
+                Some(0),
+                None,
+            ),
+        }
     }
 
     fn npy(&mut self, data: &[u8], path: &[String]) {
@@ -608,8 +640,19 @@ impl<'o> Scanner<'o> {
                         });
                         let ctx = pickle::Context { torchscript };
                         let before = self.report.findings.len();
-                        let f = self.pickle(&body, path, ctx, false);
+                        let (f, storages) = self.pickle(&body, path, ctx, false);
                         self.report.files[idx].format = f;
+                        if !torchscript && e.name == format!("{prefix}data.pkl") {
+                            let records: std::collections::HashMap<&str, u64> = zip
+                                .entries()
+                                .iter()
+                                .filter_map(|r| Some((r.name.strip_prefix(&data_dir)?, r.size)))
+                                .collect();
+                            let raws = pickle::storage_record_findings(&storages, |key| {
+                                records.get(key).copied()
+                            });
+                            self.add_raw(path, raws, 0);
+                        }
                         pickle_clean &= self.report.findings.len() == before;
                         pickles += 1;
                         path.pop();
