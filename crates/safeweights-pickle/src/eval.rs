@@ -45,6 +45,12 @@ pub struct Limits {
     pub max_flattened_entries: usize,
     /// Maximum size of a pickle to read into memory (archive member or legacy prefix).
     pub max_pickle_bytes: u64,
+    /// Maximum number of elements in one hash key (a tuple used as a dict key
+    /// or set member, counted through nested tuples: a few hundred bytes of
+    /// pickle can nest shared tuples into 2^n elements).
+    pub max_key_elements: usize,
+    /// Maximum number of hash-key elements built over the whole evaluation.
+    pub max_total_key_elements: u64,
 }
 
 impl Default for Limits {
@@ -62,6 +68,8 @@ impl Default for Limits {
             max_nesting_depth: 200,
             max_flattened_entries: 10_000_000,
             max_pickle_bytes: 1 << 30,
+            max_key_elements: 100_000,
+            max_total_key_elements: 10_000_000,
         }
     }
 }
@@ -81,7 +89,8 @@ macro_rules! setters {
 }
 setters!(max_ops: u64, max_memo_entries: usize, max_stack_depth: usize, max_marks: usize,
     max_string_bytes: u64, max_total_bytes: u64, max_collection_len: usize, max_nodes: usize,
-    max_dims: usize, max_nesting_depth: usize, max_flattened_entries: usize, max_pickle_bytes: u64);
+    max_dims: usize, max_nesting_depth: usize, max_flattened_entries: usize, max_pickle_bytes: u64,
+    max_key_elements: usize, max_total_key_elements: u64);
 
 /// Evaluate the first pickle in `data` (up to its STOP) with the given limits.
 pub fn evaluate(data: &[u8], limits: &Limits) -> Result<Graph, PickleError> {
@@ -127,6 +136,8 @@ struct Evaluator<'l> {
     marks: Vec<usize>,
     memo: HashMap<u64, Value>,
     total_bytes: u64,
+    /// Hash-key elements built so far (see [`Limits::max_total_key_elements`]).
+    key_elements: std::cell::Cell<u64>,
     offset: u64,
     opname: &'static str,
     /// Legacy tar mode: persistent ids name these objects by key.
@@ -152,6 +163,7 @@ impl<'l> Evaluator<'l> {
             marks: Vec::new(),
             memo: HashMap::new(),
             total_bytes: 0,
+            key_elements: std::cell::Cell::new(0),
             offset: 0,
             opname: "",
             legacy_objects: None,
@@ -296,8 +308,30 @@ impl<'l> Evaluator<'l> {
         }
     }
 
-    /// Hash key of a value (Python hashing rules); tuples are hashed up to a bounded depth.
+    /// Hash key of a value (Python hashing rules); tuples are hashed up to a
+    /// bounded depth and a bounded number of elements, per key and in total.
     fn key(&self, v: &Value, depth: usize) -> R<Key> {
+        let mut elements = 0usize;
+        let key = self.key_in(v, depth, &mut elements)?;
+        let total = self.key_elements.get().saturating_add(elements as u64);
+        if total > self.limits.max_total_key_elements {
+            return Err(limit(
+                "max_total_key_elements",
+                self.limits.max_total_key_elements,
+            ));
+        }
+        self.key_elements.set(total);
+        Ok(key)
+    }
+
+    fn key_in(&self, v: &Value, depth: usize, elements: &mut usize) -> R<Key> {
+        *elements += 1;
+        if *elements > self.limits.max_key_elements {
+            return Err(limit(
+                "max_key_elements",
+                self.limits.max_key_elements as u64,
+            ));
+        }
         Ok(match v {
             Value::None => Key::None,
             Value::Bool(b) => Key::Int(i64::from(*b)),
@@ -322,7 +356,7 @@ impl<'l> Evaluator<'l> {
                     }
                     let mut ks = Vec::with_capacity(items.len());
                     for it in items {
-                        ks.push(self.key(it, depth + 1)?);
+                        ks.push(self.key_in(it, depth + 1, elements)?);
                     }
                     Key::Tuple(ks)
                 }
