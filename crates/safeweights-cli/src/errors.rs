@@ -3,14 +3,31 @@
 use std::io;
 
 use safeweights::{Error, HeaderError, ShardError};
+use safeweights_convert::ConvertError;
+use safeweights_load::LoadError;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::Status;
 
-/// The library error in `err`'s chain, if any.
+/// The library error in `err`'s chain, if any: the core's own, or the one a
+/// converter or loader error wraps (those wrap it transparently, so it is
+/// not in the chain itself).
 pub fn library_error(err: &anyhow::Error) -> Option<&Error> {
-    err.chain().find_map(|e| e.downcast_ref::<Error>())
+    err.chain().find_map(|e| {
+        if let Some(e) = e.downcast_ref::<Error>() {
+            return Some(e);
+        }
+        match e.downcast_ref::<ConvertError>() {
+            Some(ConvertError::Format(e)) => return Some(e),
+            Some(_) => return None,
+            None => {}
+        }
+        match e.downcast_ref::<LoadError>() {
+            Some(LoadError::Format(e)) => Some(e),
+            _ => None,
+        }
+    })
 }
 
 /// The error and its causes in one line, without repeating a cause that its
@@ -55,17 +72,26 @@ pub fn is_format_error(err: &Error) -> bool {
     }
 }
 
-/// The exit status of a command that failed with `err`: 1 when the input is
-/// not valid safetensors, 2 for everything else (I/O, usage, writing).
-pub fn status_of(err: &anyhow::Error) -> Status {
+/// The exit status of a command that failed with `err`: `invalid_input`
+/// when the input is not valid safetensors (1 for most commands; 2 for
+/// `diff`, where 1 means "different", and `load`, where it means "verify
+/// found a difference"), 2 for everything else (I/O, usage, writing).
+pub fn status_of(err: &anyhow::Error, invalid_input: Status) -> Status {
     match library_error(err) {
-        Some(e) if is_format_error(e) => Status::Failure,
+        Some(e) if is_format_error(e) => invalid_input,
         _ => Status::Error,
     }
 }
 
 /// What the user can do about `err`, when we know.
 pub fn hint(err: &anyhow::Error) -> Option<String> {
+    if let Some(hint) = err.chain().find_map(|e| {
+        e.downcast_ref::<ConvertError>()
+            .and_then(convert_hint)
+            .or_else(|| e.downcast_ref::<LoadError>().and_then(load_hint))
+    }) {
+        return Some(hint.to_owned());
+    }
     let lib = library_error(err)?;
     let hint = match lib {
         Error::Io { source, .. } => match source.kind() {
@@ -92,6 +118,48 @@ pub fn hint(err: &anyhow::Error) -> Option<String> {
         _ => return None,
     };
     Some(hint.to_owned())
+}
+
+/// Hints for the converter's own errors (its wrapped core errors get the
+/// core's hints).
+fn convert_hint(err: &ConvertError) -> Option<&'static str> {
+    use safeweights_pickle::Error as P;
+    Some(match err {
+        ConvertError::DestinationExists { .. } => {
+            "pass --force (or --overwrite) to replace it, or choose another destination"
+        }
+        ConvertError::Pickle(P::Pickle { .. }) => {
+            "`safeweights scan FILE` says what the pickle imports or runs; only plain tensors and allow-listed globals convert"
+        }
+        ConvertError::Pickle(P::TorchScript { .. }) => {
+            "TorchScript archives hold programs; export the state_dict with torch and convert that"
+        }
+        ConvertError::Pickle(_) => {
+            "the checkpoint is damaged or not a PyTorch file; `safeweights scan FILE` says what it is"
+        }
+        ConvertError::UnsupportedTensor { .. } => {
+            "convert the tensor to a supported dtype (or a dense tensor) with torch first, or leave it out"
+        }
+        ConvertError::Unsupported { .. } => {
+            "see `safeweights convert --help` for the formats and folder layouts converted"
+        }
+        ConvertError::Npy { .. } => "only plain numeric NumPy arrays convert; object and structured arrays do not",
+        ConvertError::Folder { .. } => {
+            "check the folder's index against its weight files, or convert a weight file on its own"
+        }
+        _ => return None,
+    })
+}
+
+/// Hints for the loader's own errors.
+fn load_hint(err: &LoadError) -> Option<&'static str> {
+    Some(match err {
+        LoadError::CudaUnavailable(_) => {
+            "load with --device cpu, or point SAFEWEIGHTS_CUDART at a libcudart"
+        }
+        LoadError::Alloc { .. } => "lower --memory-budget or --chunk-size",
+        _ => return None,
+    })
 }
 
 /// An error as JSON: `kind` (the rule, snake_case), `category`, `message`,

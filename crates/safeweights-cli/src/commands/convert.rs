@@ -17,7 +17,7 @@ pub fn run(args: &ConvertArgs, printer: &mut Printer) -> anyhow::Result<Status> 
         .keep_shared(args.keep_shared)
         .metadata_leaves(args.metadata_leaves)
         .max_shard_size(args.max_shard_size)
-        .overwrite(args.overwrite);
+        .overwrite(args.force);
     if let Some(handle) = bar.handle() {
         options = options.progress(move |p| {
             handle.set_length(p.bytes_total);

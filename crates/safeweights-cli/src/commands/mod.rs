@@ -1,6 +1,7 @@
 //! One module per subcommand. Each takes its arguments and the printer, calls
 //! the library, and returns the exit [`Status`].
 
+pub mod completions;
 pub mod convert;
 pub mod demo;
 pub mod diff;
@@ -31,6 +32,7 @@ pub fn run(command: Command, printer: &mut Printer) -> anyhow::Result<Status> {
         Command::Convert(args) => convert::run(&args, printer),
         Command::Load(args) => load::run(&args, printer),
         Command::Demo(args) => demo::run(&args, printer),
+        Command::Completions(args) => completions::run(&args, printer),
     }
 }
 
