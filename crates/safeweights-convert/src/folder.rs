@@ -17,6 +17,7 @@ use crate::convert::{
 use crate::error::{io_err, ConvertError, Result};
 use crate::options::{ConvertOptions, ConvertSummary, Phase, SkippedFile};
 use crate::source::{MultiSource, TensorSource};
+use crate::ties::TieRule;
 use crate::torch_source::TorchSource;
 
 const BIN_INDEX: &str = "pytorch_model.bin.index.json";
@@ -197,7 +198,7 @@ pub(crate) fn convert_folder(
     };
     let mut parts = Vec::new();
     for f in &files {
-        let t = TorchSource::open(&src.join(f), opts.keep_shared)?;
+        let t = TorchSource::open_with(&src.join(f), opts.keep_shared, TieRule::Transformers)?;
         summary.dropped_aliases.extend(t.aliases.iter().cloned());
         summary
             .shared_copies

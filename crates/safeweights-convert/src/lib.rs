@@ -42,6 +42,7 @@ mod npy_source;
 mod options;
 mod safetensors_source;
 mod source;
+mod ties;
 mod torch_source;
 mod torchw;
 

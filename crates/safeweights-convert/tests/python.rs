@@ -385,3 +385,33 @@ fn progress_is_reported() {
         .iter()
         .any(|p| p.0 == safeweights_convert::Phase::Writing));
 }
+
+/// Issue 20: tied weights in a converted folder keep the name transformers
+/// keeps (`transformer.wte.weight` for GPT-2, the input embeddings; the
+/// `lm_head.weight` of `_tied_weights_keys` is dropped and tied back at
+/// load), so every transformers version loads it; logits are equal.
+#[test]
+fn issue20_tied_weights_keep_the_name_transformers_keeps() {
+    let Some(env) = env() else { return };
+    let out = tempfile::tempdir().unwrap();
+    let src = env.fixtures.join("hf_single");
+    let dst = out.path().join("converted");
+    let summary = convert(&src, &dst, &ConvertOptions::new()).unwrap();
+    let dropped: Vec<(&str, &str)> = summary
+        .dropped_aliases
+        .iter()
+        .map(|a| (a.name.as_str(), a.kept.as_str()))
+        .collect();
+    assert_eq!(dropped, [("lm_head.weight", "transformer.wte.weight")]);
+    let written = safeweights::Checkpoint::open(dst.join("model.safetensors")).unwrap();
+    assert!(written.info("transformer.wte.weight").is_ok());
+    assert!(written.info("lm_head.weight").is_err());
+    let meta = written.metadata().unwrap();
+    assert_eq!(meta.get("lm_head.weight").map(String::as_str), Some("transformer.wte.weight"));
+    // transformers loads it, with the same logits as the .bin folder
+    check(env, &[Path::new("check-folder"), &src, &dst]);
+    // a lone file keeps the reference's choice (first in sort order)
+    let file = out.path().join("lone.safetensors");
+    let summary = convert(&src.join("pytorch_model.bin"), &file, &ConvertOptions::new()).unwrap();
+    assert_eq!(summary.dropped_aliases[0].kept, "lm_head.weight");
+}
