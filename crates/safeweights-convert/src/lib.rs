@@ -37,6 +37,7 @@
 mod convert;
 mod error;
 mod folder;
+mod hf_layout;
 mod npy;
 mod npy_source;
 mod options;

@@ -41,12 +41,9 @@ const TIED_WEIGHTS_KEYS: &[&str] = &[
 
 /// Whether transformers would drop `name` from a tie group.
 pub(crate) fn is_tied_weights_key(name: &str) -> bool {
-    TIED_WEIGHTS_KEYS.iter().any(|k| {
-        name == *k
-            || name
-                .strip_suffix(k)
-                .is_some_and(|rest| rest.ends_with('.'))
-    })
+    TIED_WEIGHTS_KEYS
+        .iter()
+        .any(|k| name == *k || name.strip_suffix(k).is_some_and(|rest| rest.ends_with('.')))
 }
 
 /// The preference order of a tie group's members: `members` are
