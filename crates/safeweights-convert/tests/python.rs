@@ -415,12 +415,7 @@ fn issue20_tied_weights_keep_the_name_transformers_keeps() {
     check(env, &[Path::new("check-folder"), &src, &dst]);
     // a lone file keeps the reference's choice (first in sort order)
     let file = out.path().join("lone.safetensors");
-    let summary = convert(
-        &src.join("pytorch_model.bin"),
-        &file,
-        &ConvertOptions::new(),
-    )
-    .unwrap();
+    let summary = convert(src.join("pytorch_model.bin"), &file, &ConvertOptions::new()).unwrap();
     assert_eq!(summary.dropped_aliases[0].kept, "lm_head.weight");
 }
 
