@@ -10,6 +10,36 @@ use serde_json::{json, Map, Value};
 
 use crate::Status;
 
+/// A file given as a checkpoint that is another format we recognise (a
+/// pickle, a torch zip, NumPy): said as such, with the core's error as its
+/// source (so it still counts as invalid input).
+#[derive(Debug)]
+pub struct NotSafetensors {
+    /// The path given.
+    pub path: std::path::PathBuf,
+    /// What it is.
+    pub format: safeweights::sniff::ForeignFormat,
+    /// The core's error reading it as safetensors.
+    pub source: Error,
+}
+
+impl std::fmt::Display for NotSafetensors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: not a safetensors file: this is {}",
+            self.path.display(),
+            self.format.describe()
+        )
+    }
+}
+
+impl std::error::Error for NotSafetensors {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
 /// The library error in `err`'s chain, if any: the core's own, or the one a
 /// converter or loader error wraps (those wrap it transparently, so it is
 /// not in the chain itself).
@@ -35,6 +65,12 @@ pub fn library_error(err: &anyhow::Error) -> Option<&Error> {
 pub fn message(err: &anyhow::Error) -> String {
     let mut out = String::new();
     for cause in err.chain() {
+        if !out.is_empty()
+            && cause.downcast_ref::<Error>().is_some()
+            && out.contains("not a safetensors file")
+        {
+            break; // what the header would have been is noise for a pickle
+        }
         let text = cause.to_string();
         if out.is_empty() {
             out = text;
@@ -61,7 +97,11 @@ pub fn is_format_error(err: &Error) -> bool {
         // A folder without checkpoint, or with several indexes: the user
         // pointed at the wrong thing, nothing is invalid.
         Error::Shard {
-            source: ShardError::Empty | ShardError::AmbiguousIndex(_),
+            source:
+                ShardError::Empty
+                | ShardError::AmbiguousIndex(_)
+                | ShardError::SeveralCheckpoints(_)
+                | ShardError::PickleWeights(_),
             ..
         } => false,
         Error::Header { .. }
@@ -92,7 +132,29 @@ pub fn hint(err: &anyhow::Error) -> Option<String> {
     }) {
         return Some(hint.to_owned());
     }
+    if let Some(e) = err.chain().find_map(|e| e.downcast_ref::<NotSafetensors>()) {
+        let path = e.path.display();
+        return Some(if e.format.converts() {
+            let out = e.path.with_extension("safetensors");
+            format!(
+                "convert it to safetensors (no code from it is run): `safeweights convert {path} {}`; `safeweights scan {path}` says what it holds",
+                out.display()
+            )
+        } else {
+            "safeweights reads safetensors only; give a .safetensors file, a folder of them or an index".to_owned()
+        });
+    }
     let lib = library_error(err)?;
+    if let Error::Shard {
+        file,
+        source: ShardError::PickleWeights(_),
+    } = lib
+    {
+        return Some(format!(
+            "convert the folder to safetensors (other files are copied; no code is run): `safeweights convert {file} {}-safetensors`",
+            file.trim_end_matches('/')
+        ));
+    }
     let hint = match lib {
         Error::Io { source, .. } => match source.kind() {
             io::ErrorKind::NotFound => "check the path: give a .safetensors file, a folder of shards, or a *.safetensors.index.json",
@@ -113,6 +175,9 @@ pub fn hint(err: &anyhow::Error) -> Option<String> {
             }
             ShardError::AmbiguousIndex(_) => "pass the index file you mean instead of the folder",
             ShardError::Empty => "the folder holds no .safetensors file; check the path",
+            ShardError::SeveralCheckpoints(_) => {
+                "pass the file (or index) of the checkpoint you mean instead of the folder"
+            }
             _ => "the index and the shards disagree; regenerate the index or re-download the checkpoint",
         },
         _ => return None,
@@ -182,6 +247,17 @@ pub struct ErrorInfo {
 /// Describes an error for JSON output.
 pub fn describe(err: &anyhow::Error) -> ErrorInfo {
     let message = message(err);
+    if let Some(e) = err.chain().find_map(|e| e.downcast_ref::<NotSafetensors>()) {
+        return ErrorInfo {
+            kind: "not_safetensors".into(),
+            category: "format",
+            message,
+            details: object(json!({
+                "file": e.path.display().to_string(),
+                "format": format!("{:?}", e.format).to_lowercase(),
+            })),
+        };
+    }
     let Some(lib) = library_error(err) else {
         return ErrorInfo {
             kind: "other".into(),
@@ -365,6 +441,8 @@ fn shard_details(err: &ShardError) -> (&'static str, Map<String, Value>) {
         }
         S::Empty => ("empty", json!({})),
         S::AmbiguousIndex(_) => ("ambiguous_index", json!({})),
+        S::SeveralCheckpoints(names) => ("several_checkpoints", json!({ "checkpoints": names })),
+        S::PickleWeights(names) => ("pickle_weights", json!({ "pickle_files": names })),
         _ => ("other", json!({})),
     };
     (kind, object(value))

@@ -28,6 +28,7 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+mod fix;
 mod formats;
 mod globals;
 mod options;

@@ -211,10 +211,13 @@ impl<'o> Scanner<'o> {
             return;
         }
         let fix = if path.is_empty() {
-            format!("safeweights convert {0} {0}.safetensors", self.file)
+            crate::fix::convert_command(&self.file)
         } else {
             let m = path.last().map(String::as_str).unwrap_or("member");
-            format!("extract {m} from the archive, then: safeweights convert {m} {m}.safetensors")
+            format!(
+                "extract {m} from the archive, then: {}",
+                crate::fix::convert_command(m)
+            )
         };
         self.add(
             path,
@@ -281,7 +284,7 @@ impl<'o> Scanner<'o> {
         if clean && standalone {
             let fix = path
                 .is_empty()
-                .then(|| format!("safeweights convert {0} {0}.safetensors", self.file));
+                .then(|| crate::fix::convert_command(&self.file));
             self.add(
                 path,
                 Severity::Info,
@@ -656,7 +659,7 @@ impl<'o> Scanner<'o> {
         } else if torch && pickle_clean && pickles > 0 {
             let fix = path
                 .is_empty()
-                .then(|| format!("safeweights convert {0} {0}.safetensors", self.file));
+                .then(|| crate::fix::convert_command(&self.file));
             self.add(
                 path,
                 Severity::Info,

@@ -315,6 +315,16 @@ pub enum ShardError {
     /// A folder holds several index files.
     #[error("several index files found ({0}); open one of them explicitly")]
     AmbiguousIndex(String),
+    /// A folder holds several checkpoints (weight variants, a model and an
+    /// adapter, ...) and none is the default `model.safetensors`.
+    #[error(
+        "several checkpoints found ({0}) and none is model.safetensors; open the one you mean"
+    )]
+    SeveralCheckpoints(String),
+    /// A folder holds no safetensors file, only pickle weights
+    /// (`pytorch_model.bin`, ...).
+    #[error("no .safetensors file, only PyTorch pickle weights ({0}): convert them to safetensors first")]
+    PickleWeights(String),
 }
 
 /// Everything that can go wrong reading or writing safetensors.

@@ -106,7 +106,7 @@ pub fn run(args: &DiffArgs, printer: &mut Printer) -> anyhow::Result<Status> {
     let (a, b) = match opened {
         Ok(pair) => pair,
         Err(err) => {
-            printer.error(&err.into());
+            printer.error(&err);
             return Ok(Status::Error);
         }
     };

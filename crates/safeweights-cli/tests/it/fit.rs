@@ -102,3 +102,161 @@ fn issue20_shell_completions() {
     let r = run(dir.path(), &["completions", "tcsh"]);
     assert_eq!(r.code, 2);
 }
+
+/// A Hugging Face folder of pickle weights: `pytorch_model.bin` (a real
+/// torch zip) and `config.json`.
+fn bin_folder(dir: &Path, name: &str) -> PathBuf {
+    let folder = dir.join(name);
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::copy(pickle_fixture("small.pt"), folder.join("pytorch_model.bin")).unwrap();
+    std::fs::write(folder.join("config.json"), b"{}").unwrap();
+    folder
+}
+
+/// Issue 20: `scan` of a folder of `.bin` files suggests converting the
+/// folder, never a per-file `pytorch_model.bin.safetensors`.
+#[test]
+fn issue20_scan_suggests_the_folder_conversion() {
+    let dir = tempfile::tempdir().unwrap();
+    bin_folder(dir.path(), "gpt2");
+    std::fs::copy(pickle_fixture("small.pt"), dir.path().join("ck.pt")).unwrap();
+    let r = run(
+        dir.path(),
+        &["scan", "--policy", "safetensors-only", "gpt2", "ck.pt"],
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stdout
+            .contains("safeweights convert gpt2 gpt2-safetensors"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("safeweights convert ck.pt ck.safetensors"),
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stdout.contains(".bin.safetensors"), "{}", r.stdout);
+    assert!(!r.stdout.contains(".pt.safetensors"), "{}", r.stdout);
+    // and the suggested command works
+    let conv = run(dir.path(), &["convert", "gpt2", "gpt2-safetensors"]);
+    assert_eq!(conv.code, 0, "{}", conv.stderr);
+    assert!(dir
+        .path()
+        .join("gpt2-safetensors/model.safetensors")
+        .is_file());
+}
+
+/// Issue 20: `inspect`/`validate` of a pickle checkpoint or a `.bin`-only
+/// folder say what it is and point to `convert` (not "header length
+/// 578712552184433488 exceeds the limit").
+#[test]
+fn issue20_inspect_and_validate_of_pickles_point_to_convert() {
+    let dir = tempfile::tempdir().unwrap();
+    bin_folder(dir.path(), "gpt2");
+    let r = run(dir.path(), &["inspect", "gpt2/pytorch_model.bin"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(!r.stderr.contains("exceeds the limit"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("not a safetensors file: this is a zip archive (a PyTorch checkpoint"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("hint: convert it to safetensors (no code from it is run): `safeweights convert gpt2/pytorch_model.bin gpt2/pytorch_model.safetensors`"),
+        "{}",
+        r.stderr
+    );
+    let v = run(
+        dir.path(),
+        &["--json", "validate", "gpt2/pytorch_model.bin"],
+    );
+    assert_eq!(v.code, 1, "{}", v.stderr);
+    assert_eq!(json(&v)[0]["error"]["kind"], "not_safetensors");
+    let r = run(dir.path(), &["inspect", "gpt2"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("only PyTorch pickle weights (pytorch_model.bin)"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("hint: convert the folder to safetensors (other files are copied; no code is run): `safeweights convert gpt2 gpt2-safetensors`"),
+        "{}",
+        r.stderr
+    );
+    let v = run(dir.path(), &["validate", "gpt2"]);
+    assert_eq!(v.code, 2, "{}", v.stdout);
+    assert!(v.stdout.starts_with("ERROR    gpt2: "), "{}", v.stdout);
+}
+
+/// Issue 20: variants and checkpoints side by side are separate
+/// checkpoints (the default one opens), and `inspect`/`validate` of a
+/// pipeline folder go through its component folders.
+#[test]
+fn issue20_variants_side_by_side_and_pipelines() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("m")).unwrap();
+    write_sample(&d.join("m/model.safetensors"), 0.0);
+    write_sample(&d.join("m/model.fp16.safetensors"), 1.0);
+    write_sample(&d.join("m/adapter_model.safetensors"), 2.0);
+    let r = run(d, &["validate", "m"]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert_eq!(r.stdout, "OK       m: 4 tensors\n");
+    let r = run(d, &["inspect", "m"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("layout: single file"), "{}", r.stdout);
+    std::fs::remove_file(d.join("m/model.safetensors")).unwrap();
+    let r = run(d, &["inspect", "m"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(
+            "several checkpoints found (adapter_model.safetensors, model.fp16.safetensors)"
+        ),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("hint: pass the file"), "{}", r.stderr);
+    // a pipeline
+    let p = d.join("pipe");
+    for c in ["unet", "vae", "scheduler"] {
+        std::fs::create_dir_all(p.join(c)).unwrap();
+    }
+    std::fs::write(
+        p.join("model_index.json"),
+        r#"{"_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"], "scheduler": ["diffusers", "PNDMScheduler"]}"#,
+    )
+    .unwrap();
+    std::fs::write(p.join("scheduler/scheduler_config.json"), b"{}").unwrap();
+    write_sample(&p.join("unet/diffusion_pytorch_model.safetensors"), 0.0);
+    write_sample(
+        &p.join("unet/diffusion_pytorch_model.fp16.safetensors"),
+        0.0,
+    );
+    write_sample(&p.join("vae/diffusion_pytorch_model.safetensors"), 0.0);
+    append(&p.join("vae/diffusion_pytorch_model.safetensors"), b"x");
+    let r = run(d, &["validate", "pipe"]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(
+        r.stdout.contains("OK       pipe/unet: 4 tensors\n"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("INVALID  pipe/vae/diffusion_pytorch_model.safetensors: "),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.ends_with("1 of 2 valid\n"), "{}", r.stdout);
+    std::fs::remove_file(p.join("vae/diffusion_pytorch_model.safetensors")).unwrap();
+    let r = run(d, &["--json", "inspect", "pipe"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v = json(&r);
+    assert_eq!(v["components"].as_array().unwrap().len(), 1);
+    assert_eq!(v["components"][0]["path"], "pipe/unet");
+}
