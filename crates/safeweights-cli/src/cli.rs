@@ -283,6 +283,14 @@ pub struct ScanArgs {
     /// Most bytes decompressed in all (e.g. 1GB).
     #[arg(long, default_value = "1GiB", value_parser = parse_size)]
     pub max_expanded_bytes: u64,
+    /// Judge the pickle global MODULE.NAME safe (a team's own class), or
+    /// every name of a module with MODULE.*; repeatable. Critical globals
+    /// (os.system, eval, ...) stay critical.
+    #[arg(long, value_name = "MODULE.NAME")]
+    pub allow_global: Vec<String>,
+    /// Read more --allow-global names from FILE: one a line, `#` comments.
+    #[arg(long, value_name = "FILE")]
+    pub allow_globals_from: Vec<PathBuf>,
 }
 
 /// `safeweights convert`.

@@ -42,7 +42,9 @@ mod severity;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-pub use options::{Limits, Policy, ScanOptions, UnknownPolicy};
+pub use options::{
+    read_allowed_globals, AllowedGlobals, InvalidGlobal, Limits, Policy, ScanOptions, UnknownPolicy,
+};
 pub use render::{
     render_human, render_json, render_sarif, sarif_value, write_human, write_json, write_report,
     write_sarif, HumanOptions, OutputFormat, UnknownOutputFormat,

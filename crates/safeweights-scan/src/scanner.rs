@@ -181,7 +181,10 @@ impl<'o> Scanner<'o> {
                 self.safetensors(data, path, depth);
                 fmt
             }
-            Format::Pickle => self.pickle(data, path, pickle::Context::default(), true),
+            Format::Pickle => {
+                let ctx = self.pickle_context(false);
+                self.pickle(data, path, ctx, true)
+            }
             Format::Onnx => {
                 self.onnx(data, path);
                 fmt
@@ -198,6 +201,15 @@ impl<'o> Scanner<'o> {
         };
         self.report.files[idx].format = fmt;
         self.policy(fmt, path, in_weights);
+    }
+
+    /// How pickles are judged here: TorchScript's own classes, the user's
+    /// allowed globals.
+    fn pickle_context(&self, torchscript: bool) -> pickle::Context {
+        pickle::Context {
+            torchscript,
+            allowed: self.opts.allowed_globals.clone(),
+        }
     }
 
     fn policy(&mut self, fmt: Format, path: &[String], in_weights: bool) {
@@ -318,7 +330,7 @@ impl<'o> Scanner<'o> {
             None,
         );
         let body = data.get(npy.data_offset..).unwrap_or_default();
-        let res = pickle::scan(body, Walk::ToEnd, &pickle::Context::default());
+        let res = pickle::scan(body, Walk::ToEnd, &self.pickle_context(false));
         self.add_raw(path, res.findings, npy.data_offset as u64);
     }
 
@@ -609,7 +621,7 @@ impl<'o> Scanner<'o> {
                             format: Format::Pickle,
                             size: body.len() as u64,
                         });
-                        let ctx = pickle::Context { torchscript };
+                        let ctx = self.pickle_context(torchscript);
                         let before = self.report.findings.len();
                         let f = self.pickle(&body, path, ctx, false);
                         self.report.files[idx].format = f;

@@ -260,3 +260,69 @@ fn issue20_variants_side_by_side_and_pipelines() {
     assert_eq!(v["components"].as_array().unwrap().len(), 1);
     assert_eq!(v["components"][0]["path"], "pipe/unet");
 }
+
+/// A protocol-2 pickle building a `mylib.layers.Block` (a team's class).
+fn team_pickle() -> Vec<u8> {
+    let mut p = vec![0x80, 0x02];
+    p.extend_from_slice(b"cmylib.layers\nBlock\n)\x81.");
+    p
+}
+
+/// Issue 20: `scan --allow-global MODULE.NAME` (repeatable) and
+/// `--allow-globals-from FILE` accept a team's known classes, never a
+/// critical global.
+#[test]
+fn issue20_scan_allow_global() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("team.pkl"), team_pickle()).unwrap();
+    std::fs::write(dir.path().join("evil.pkl"), malicious_pickle()).unwrap();
+    let plain = run(dir.path(), &["scan", "team.pkl"]);
+    assert_eq!(plain.code, 1, "{}", plain.stdout);
+    assert!(
+        plain.stdout.contains("mylib.layers.Block"),
+        "{}",
+        plain.stdout
+    );
+    let allowed = run(
+        dir.path(),
+        &["scan", "team.pkl", "--allow-global", "mylib.layers.Block"],
+    );
+    assert_eq!(allowed.code, 0, "{}", allowed.stdout);
+    let module = run(
+        dir.path(),
+        &[
+            "scan",
+            "team.pkl",
+            "--allow-global",
+            "other.X",
+            "--allow-global",
+            "mylib.layers.*",
+        ],
+    );
+    assert_eq!(module.code, 0, "{}", module.stdout);
+    std::fs::write(
+        dir.path().join("allowed.txt"),
+        "# our classes\nmylib.layers.Block\n\nposix.system  # never allowed\n",
+    )
+    .unwrap();
+    let from_file = run(
+        dir.path(),
+        &[
+            "scan",
+            "team.pkl",
+            "evil.pkl",
+            "--allow-globals-from",
+            "allowed.txt",
+        ],
+    );
+    assert_eq!(from_file.code, 1, "{}", from_file.stdout);
+    assert!(
+        from_file.stdout.contains("CRITICAL"),
+        "{}",
+        from_file.stdout
+    );
+    assert!(!from_file.stdout.contains("HIGH"), "{}", from_file.stdout);
+    let bad = run(dir.path(), &["scan", "team.pkl", "--allow-global", "Block"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(bad.stderr.contains("write MODULE.NAME"), "{}", bad.stderr);
+}
