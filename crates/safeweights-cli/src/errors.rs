@@ -40,6 +40,33 @@ impl std::error::Error for NotSafetensors {
     }
 }
 
+/// An error of the command line itself, with what to do about it (printed
+/// on its own `hint:` line).
+#[derive(Debug)]
+pub struct Hinted {
+    /// What went wrong.
+    pub message: String,
+    /// What to do.
+    pub hint: String,
+}
+
+impl std::fmt::Display for Hinted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Hinted {}
+
+/// An error with a hint.
+pub fn hinted(message: impl Into<String>, hint: impl Into<String>) -> anyhow::Error {
+    Hinted {
+        message: message.into(),
+        hint: hint.into(),
+    }
+    .into()
+}
+
 /// The library error in `err`'s chain, if any: the core's own, or the one a
 /// converter or loader error wraps (those wrap it transparently, so it is
 /// not in the chain itself).
@@ -125,6 +152,9 @@ pub fn status_of(err: &anyhow::Error, invalid_input: Status) -> Status {
 
 /// What the user can do about `err`, when we know.
 pub fn hint(err: &anyhow::Error) -> Option<String> {
+    if let Some(e) = err.chain().find_map(|e| e.downcast_ref::<Hinted>()) {
+        return Some(e.hint.clone());
+    }
     if let Some(hint) = err.chain().find_map(|e| {
         e.downcast_ref::<ConvertError>()
             .and_then(convert_hint)

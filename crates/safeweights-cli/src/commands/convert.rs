@@ -20,9 +20,9 @@ pub fn run(args: &ConvertArgs, printer: &mut Printer) -> anyhow::Result<Status> 
         .overwrite(args.force);
     if let Some(handle) = bar.handle() {
         options = options.progress(move |p| {
-            handle.set_length(p.bytes_total);
+            handle.set_total(p.bytes_total);
             handle.set_position(p.bytes_done);
-            handle.set_message(format!("{:?} {}", p.phase, p.item).to_lowercase());
+            handle.set_phase(&format!("{:?}", p.phase).to_lowercase());
         });
     }
     let summary = convert(&args.src, &args.dst, &options)?;

@@ -9,7 +9,7 @@ use safeweights_load::{
 use serde_json::{json, Value};
 
 use crate::cli::LoadArgs;
-use crate::printer::{human_bytes, Printer};
+use crate::printer::{count, human_bytes, Printer};
 use crate::Status;
 
 /// Loads the checkpoint and prints the engine's report.
@@ -82,14 +82,14 @@ pub fn print_report(r: &LoadReport, p: &mut Printer) -> std::io::Result<()> {
         _ => "pread",
     };
     p.line(format!(
-        "loaded {} tensors, {} to {} in {:.3}s: {:.2} GB/s ({} threads via {via}, {} reads of up to {})",
-        r.tensors,
+        "loaded {}, {} to {} in {:.3}s: {:.2} GB/s ({} via {via}, {} of up to {})",
+        count(r.tensors as u64, "tensor"),
         human_bytes(r.bytes),
         r.device,
         r.seconds,
         r.gb_per_s,
-        r.threads,
-        r.reads,
+        count(r.threads as u64, "thread"),
+        count(r.reads as u64, "read"),
         human_bytes(r.chunk_size)
     ))?;
     if let Some(why) = &r.io_backend_fallback {

@@ -326,3 +326,29 @@ fn issue20_scan_allow_global() {
     assert_eq!(bad.code, 2, "{}", bad.stderr);
     assert!(bad.stderr.contains("write MODULE.NAME"), "{}", bad.stderr);
 }
+
+/// Issue 20: figures with sensible precision: "1 thread", not "1 threads";
+/// `max |a-b| = 0.3137`, not 17 digits.
+#[test]
+fn issue20_figures_with_sensible_precision() {
+    let (dir, _) = sample_dir();
+    write_sample(&dir.path().join("other.safetensors"), 0.313_725_5);
+    let r = run(
+        dir.path(),
+        &["diff", "model.safetensors", "other.safetensors"],
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stdout
+            .contains("layer.weight: 1 value differs, max |a-b| = 0.3137\n"),
+        "{}",
+        r.stdout
+    );
+    let r = run(dir.path(), &["load", "model.safetensors", "--threads", "1"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("(1 thread via pread, 1 read of up to"),
+        "{}",
+        r.stdout
+    );
+}
