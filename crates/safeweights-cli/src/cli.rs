@@ -32,8 +32,8 @@ const EXIT_CODES: &str = exit_codes!(
 );
 const INSPECT_EXIT_CODES: &str = exit_codes!(
     "  0  shown",
-    "  1  the input breaks a format rule",
-    "  2  the input cannot be read (missing, a pickle or a folder with no checkpoint), bad usage",
+    "  1  the input breaks a format rule or is not safetensors (a pickle: see convert)",
+    "  2  the input cannot be read (missing, a folder with no checkpoint or several), bad usage",
 );
 const VALIDATE_EXIT_CODES: &str = exit_codes!(
     "  0  every path is valid",

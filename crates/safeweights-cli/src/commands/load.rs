@@ -32,7 +32,8 @@ pub fn run(args: &LoadArgs, printer: &mut Printer) -> anyhow::Result<Status> {
     let open = safeweights::OpenOptions::new()
         .lenient(args.read.lenient)
         .pread();
-    let checkpoint = safeweights::Checkpoint::open_with(&args.path, &open)?;
+    let checkpoint = safeweights::Checkpoint::open_with(&args.path, &open)
+        .map_err(|e| super::explain_open_error(&args.path, e))?;
     if args.cold {
         for f in checkpoint.files() {
             evict_from_page_cache(Path::new(f.name()))

@@ -41,21 +41,26 @@ pub fn run(command: Command, printer: &mut Printer) -> anyhow::Result<Status> {
 /// safetensors but something else we recognise (a pickle, a torch zip) is
 /// said to be that.
 pub fn open_checkpoint(path: &Path, lenient: bool) -> anyhow::Result<Checkpoint> {
-    Checkpoint::open_with(path, &OpenOptions::new().lenient(lenient)).map_err(|source| {
-        let foreign = matches!(source, safeweights::Error::Header { .. }) && path.is_file();
-        match foreign
-            .then(|| safeweights::sniff::foreign_format(path))
-            .flatten()
-        {
-            Some(format) => NotSafetensors {
-                path: path.to_path_buf(),
-                format,
-                source,
-            }
-            .into(),
-            None => source.into(),
+    Checkpoint::open_with(path, &OpenOptions::new().lenient(lenient))
+        .map_err(|source| explain_open_error(path, source))
+}
+
+/// An error opening `path` as safetensors, said as "this is a pickle" (or
+/// another format we recognise) when its first bytes say so.
+pub fn explain_open_error(path: &Path, source: safeweights::Error) -> anyhow::Error {
+    let foreign = matches!(source, safeweights::Error::Header { .. }) && path.is_file();
+    match foreign
+        .then(|| safeweights::sniff::foreign_format(path))
+        .flatten()
+    {
+        Some(format) => NotSafetensors {
+            path: path.to_path_buf(),
+            format,
+            source,
         }
-    })
+        .into(),
+        None => source.into(),
+    }
 }
 
 /// The checkpoints to look at for `path`: the path itself, or, for a
