@@ -7,15 +7,67 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use safeweights_load::Device;
 
 use crate::printer::Mode;
+use crate::Status;
 
-const EXIT_CODES: &str = "\
-Exit codes:
-  0  success: every file valid, checkpoints equal, every demo check passed
-  1  negative answer: a file is invalid (validate, or the input of inspect,
-     reshard or merge), the checkpoints differ (diff), a demo check failed
-  2  could not run: bad usage, a missing or unreadable file, an output that
-     cannot be written; for diff, also an input that is not valid safetensors
-A closed output pipe (e.g. `| head`) ends the command quietly.";
+/// One exit-code block per command, for its `--help` (docs/cli.md lists the
+/// same codes).
+macro_rules! exit_codes {
+    ($($line:literal),* $(,)?) => {
+        concat!(
+            "Exit codes:\n",
+            $($line, "\n",)*
+            "A closed output pipe (e.g. `| head`) ends the command quietly."
+        )
+    };
+}
+
+const EXIT_CODES: &str = exit_codes!(
+    "  0  success: every file valid, checkpoints equal, every demo check passed",
+    "  1  negative answer: a file is invalid (validate, or the input of inspect,",
+    "     reshard, merge or convert), the checkpoints differ (diff), a check failed",
+    "     (demo, load --verify)",
+    "  2  could not run: bad usage, a missing or unreadable file, an output that",
+    "     cannot be written; for diff and load, also an input that is not valid",
+    "     safetensors",
+);
+const INSPECT_EXIT_CODES: &str = exit_codes!(
+    "  0  shown",
+    "  1  the input breaks a format rule or is not safetensors (a pickle: see convert)",
+    "  2  the input cannot be read (missing, a folder with no checkpoint or several), bad usage",
+);
+const VALIDATE_EXIT_CODES: &str = exit_codes!(
+    "  0  every path is valid",
+    "  1  some path is invalid",
+    "  2  some path could not be read (wins over 1), bad usage",
+);
+const DIFF_EXIT_CODES: &str = exit_codes!(
+    "  0  the checkpoints are equal",
+    "  1  the checkpoints differ",
+    "  2  a side cannot be read or is not valid safetensors, bad usage",
+);
+const WRITE_EXIT_CODES: &str = exit_codes!(
+    "  0  written",
+    "  1  the input breaks a format rule",
+    "  2  the input cannot be read, the output exists (see --force) or cannot be written, bad usage",
+);
+const CONVERT_EXIT_CODES: &str = exit_codes!(
+    "  0  converted and verified",
+    "  1  the source breaks a format rule",
+    "  2  refused or failed: unsafe global, TorchScript, unsupported dtype, the",
+    "     destination exists (see --force), I/O, bad usage",
+);
+const LOAD_EXIT_CODES: &str = exit_codes!(
+    "  0  loaded (and verified)",
+    "  1  --verify found a tensor that differs from the file",
+    "  2  the load failed: unreadable or invalid file, CUDA unavailable, a read or copy error",
+);
+const DEMO_EXIT_CODES: &str = exit_codes!(
+    "  0  every check passed",
+    "  1  a check failed",
+    "  2  the folder cannot be created, bad usage",
+);
+const COMPLETIONS_EXIT_CODES: &str =
+    exit_codes!("  0  printed", "  2  bad usage (an unknown shell)",);
 
 /// Inspect, validate, compare, reshard and merge safetensors checkpoints.
 ///
@@ -54,19 +106,19 @@ impl Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Show metadata, every tensor, totals by dtype, parameter count and size.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = INSPECT_EXIT_CODES)]
     Inspect(InspectArgs),
     /// Check files against every rule of the format (strict by default).
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = VALIDATE_EXIT_CODES)]
     Validate(ValidateArgs),
     /// Compare two checkpoints tensor by tensor (exit 0 equal, 1 different).
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = DIFF_EXIT_CODES)]
     Diff(DiffArgs),
     /// Rewrite a checkpoint as shards of at most a given size, with an index.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = WRITE_EXIT_CODES)]
     Reshard(ReshardArgs),
     /// Merge a sharded checkpoint into one file.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = WRITE_EXIT_CODES)]
     Merge(MergeArgs),
     /// Find model files that can run code (pickle, TorchScript, Keras Lambda,
     /// polyglots, archive tricks), by content; gate CI on a policy.
@@ -75,15 +127,38 @@ pub enum Command {
     /// Convert pickle (torch .bin/.pt/.pth/.ckpt) and NumPy (.npy/.npz)
     /// checkpoints and Hugging Face folders to safetensors, and back, without
     /// running any code from them; every tensor is verified after writing.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = CONVERT_EXIT_CODES)]
     Convert(ConvertArgs),
     /// Load a checkpoint into memory (or a GPU) with the parallel I/O engine
     /// and report the achieved GB/s, cold or warm.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = LOAD_EXIT_CODES)]
     Load(LoadArgs),
     /// Build a small sample model and walk through the toolkit step by step.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = DEMO_EXIT_CODES)]
     Demo(DemoArgs),
+    /// Print a shell completion script: bash, zsh or fish (also elvish,
+    /// powershell). E.g. `safeweights completions bash > ~/.local/share/bash-completion/completions/safeweights`.
+    #[command(after_help = COMPLETIONS_EXIT_CODES)]
+    Completions(CompletionsArgs),
+}
+
+/// `safeweights completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to write a completion script for.
+    pub shell: clap_complete::Shell,
+}
+
+impl Command {
+    /// The exit status when the input is not valid safetensors: 1 (a
+    /// negative answer) except where 1 means something else: `diff`
+    /// (different) and `load` (`--verify` found a difference).
+    pub fn invalid_input_status(&self) -> Status {
+        match self {
+            Command::Diff(_) | Command::Load(_) => Status::Error,
+            _ => Status::Failure,
+        }
+    }
 }
 
 /// Reading options shared by the commands that open checkpoints.
@@ -140,8 +215,9 @@ pub struct ReshardArgs {
     /// Shard file name prefix: PREFIX-00001-of-00003.safetensors.
     #[arg(long, default_value = "model", value_parser = parse_prefix)]
     pub prefix: String,
-    /// Write even if the output folder already holds safetensors files.
-    #[arg(long)]
+    /// Write even if the output folder already holds safetensors files
+    /// (`--overwrite` is the same).
+    #[arg(long, visible_alias = "overwrite")]
     pub force: bool,
     #[command(flatten)]
     pub read: ReadArgs,
@@ -155,8 +231,8 @@ pub struct MergeArgs {
     /// The file to write.
     #[arg(short, long)]
     pub output: PathBuf,
-    /// Replace the output file if it exists.
-    #[arg(long)]
+    /// Replace the output file if it exists (`--overwrite` is the same).
+    #[arg(long, visible_alias = "overwrite")]
     pub force: bool,
     #[command(flatten)]
     pub read: ReadArgs,
@@ -207,6 +283,14 @@ pub struct ScanArgs {
     /// Most bytes decompressed in all (e.g. 1GB).
     #[arg(long, default_value = "1GiB", value_parser = parse_size)]
     pub max_expanded_bytes: u64,
+    /// Judge the pickle global MODULE.NAME safe (a team's own class), or
+    /// every name of a module with MODULE.*; repeatable. Critical globals
+    /// (os.system, eval, ...) stay critical.
+    #[arg(long, value_name = "MODULE.NAME")]
+    pub allow_global: Vec<String>,
+    /// Read more --allow-global names from FILE: one a line, `#` comments.
+    #[arg(long, value_name = "FILE")]
+    pub allow_globals_from: Vec<PathBuf>,
 }
 
 /// `safeweights convert`.
@@ -228,9 +312,9 @@ pub struct ConvertArgs {
     /// Split the output into shards of at most this size (e.g. 5GB).
     #[arg(long, value_parser = parse_size)]
     pub max_shard_size: Option<u64>,
-    /// Replace an existing destination.
-    #[arg(long)]
-    pub overwrite: bool,
+    /// Replace an existing destination (`--overwrite` is the same).
+    #[arg(long, visible_alias = "overwrite")]
+    pub force: bool,
 }
 
 /// `safeweights load`.

@@ -30,12 +30,13 @@ pub enum Status {
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let mut printer = printer::Printer::new(cli.mode());
+    let invalid_input = cli.command.invalid_input_status();
     let status = match commands::run(cli.command, &mut printer) {
         Ok(status) => status,
         Err(err) if errors::is_broken_pipe(&err) => Status::Success,
         Err(err) => {
             printer.error(&err);
-            errors::status_of(&err)
+            errors::status_of(&err, invalid_input)
         }
     };
     if let Err(err) = printer.flush() {

@@ -208,6 +208,36 @@ pub fn human_bytes(n: u64) -> String {
     format!("{value:.2} {unit}")
 }
 
+/// `1 thread`, `2 threads`: a count and its noun, singular for one.
+pub fn count(n: impl Into<u64>, noun: &str) -> String {
+    let n = n.into();
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{} {noun}s", grouped(n))
+    }
+}
+
+/// A measured value to 4 significant digits, trailing zeros dropped:
+/// `0.3137`, `0.5`, `1234`, `1.235e-7`.
+pub fn significant(x: f64) -> String {
+    if x == 0.0 || !x.is_finite() {
+        return format!("{x}");
+    }
+    if (1e-4..1e6).contains(&x.abs()) {
+        let magnitude = x.abs().log10().floor() as i32;
+        let decimals = (3 - magnitude).max(0) as usize;
+        let text = format!("{x:.decimals$}");
+        if text.contains('.') {
+            text.trim_end_matches('0').trim_end_matches('.').to_owned()
+        } else {
+            text
+        }
+    } else {
+        format!("{x:.3e}")
+    }
+}
+
 /// Parameter count with a suffix: `1.23M`.
 pub fn human_count(n: u64) -> String {
     match n {
@@ -233,5 +263,15 @@ mod tests {
         assert_eq!(human_bytes(4_567_890), "4.57 MB");
         assert_eq!(human_bytes(5_000_000_000), "5.00 GB");
         assert_eq!(human_count(1_230_000), "1.23M");
+        assert_eq!(count(1u64, "thread"), "1 thread");
+        assert_eq!(count(4u64, "thread"), "4 threads");
+        assert_eq!(count(1234u64, "read"), "1,234 reads");
+        assert_eq!(significant(0.313_725_490_196), "0.3137");
+        assert_eq!(significant(0.5), "0.5");
+        assert_eq!(significant(2.0), "2");
+        assert_eq!(significant(1234.5678), "1235");
+        assert_eq!(significant(99_999.9), "100000");
+        assert_eq!(significant(1.234_567e-7), "1.235e-7");
+        assert_eq!(significant(0.0), "0");
     }
 }

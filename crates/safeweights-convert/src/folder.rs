@@ -1,26 +1,31 @@
 //! Hugging Face model folders: `pytorch_model.bin` or
 //! `pytorch_model-0000X-of-0000N.bin` + `pytorch_model.bin.index.json` →
-//! `model.safetensors` or shards + `model.safetensors.index.json`, other
-//! files copied. The output is built in a temporary sibling folder and
+//! `model.safetensors` or shards + `model.safetensors.index.json` (and the
+//! other libraries' names, component folders and variants found by
+//! [`crate::hf_layout`]), other files copied. The output is built in a temporary sibling folder and
 //! renamed into place, so a failure leaves nothing behind; the source is
 //! only read.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
-use safeweights::sharded::{plan_shards, shard_file_name, ShardIndex};
+#[cfg(test)]
+use safeweights::sharded::ShardIndex;
+use safeweights::sharded::{plan_shards, shard_file_name};
 use safeweights::Metadata;
 
 use crate::convert::{
     check_destination, verify_safetensors, write_index, write_safetensors, LEAVES_METADATA_KEY,
 };
 use crate::error::{io_err, ConvertError, Result};
+use crate::hf_layout::{discover, FolderCheckpoint};
 use crate::options::{ConvertOptions, ConvertSummary, Phase, SkippedFile};
 use crate::source::{MultiSource, TensorSource};
+use crate::ties::TieRule;
 use crate::torch_source::TorchSource;
 
+#[cfg(test)]
 const BIN_INDEX: &str = "pytorch_model.bin.index.json";
-const BIN_SINGLE: &str = "pytorch_model.bin";
 const MAX_DEPTH: usize = 16;
 
 fn folder_err(folder: &Path, reason: impl Into<String>) -> ConvertError {
@@ -30,53 +35,23 @@ fn folder_err(folder: &Path, reason: impl Into<String>) -> ConvertError {
     }
 }
 
-fn plain_name(name: &str) -> bool {
-    let p = Path::new(name);
-    let mut c = p.components();
-    matches!((c.next(), c.next()), (Some(Component::Normal(_)), None))
-}
-
-/// The weight files of a folder, in order, and the index (if sharded).
-fn weight_files(src: &Path) -> Result<(Vec<String>, Option<ShardIndex>)> {
-    let index_path = src.join(BIN_INDEX);
-    if index_path.is_file() {
-        let text = fs_err::read_to_string(&index_path).map_err(io_err(&index_path))?;
-        let index =
-            ShardIndex::parse(&text).map_err(|e| folder_err(src, format!("{BIN_INDEX}: {e}")))?;
-        let files: BTreeSet<&String> = index.weight_map.values().collect();
-        if files.is_empty() {
-            return Err(folder_err(src, format!("{BIN_INDEX} lists no weights")));
+/// What becomes of `rel` (a file relative to the root) through the
+/// conversion of `checkpoints`: converted (its source), replaced (a file
+/// with an output's name), or neither.
+fn converted_or_replaced(checkpoints: &[FolderCheckpoint], rel: &Path) -> Option<bool> {
+    let name = rel.file_name()?.to_str()?;
+    let dir = rel.parent().unwrap_or(Path::new(""));
+    checkpoints.iter().find_map(|c| {
+        if c.dir != dir {
+            None
+        } else if c.sources().any(|s| s == rel) {
+            Some(true)
+        } else if c.is_output_name(name) {
+            Some(false)
+        } else {
+            None
         }
-        for f in &files {
-            if !plain_name(f) {
-                return Err(folder_err(
-                    src,
-                    format!("{BIN_INDEX} names shard {f:?}, which is not a plain file name"),
-                ));
-            }
-            if !src.join(f).is_file() {
-                return Err(folder_err(
-                    src,
-                    format!("shard {f:?} named by {BIN_INDEX} is missing"),
-                ));
-            }
-        }
-        let files = files.into_iter().cloned().collect();
-        return Ok((files, Some(index)));
-    }
-    if src.join(BIN_SINGLE).is_file() {
-        return Ok((vec![BIN_SINGLE.into()], None));
-    }
-    Err(folder_err(
-        src,
-        format!("no {BIN_SINGLE} or {BIN_INDEX}: not a PyTorch Hugging Face model folder"),
-    ))
-}
-
-fn is_output_name(name: &str) -> bool {
-    name == "model.safetensors"
-        || name == "model.safetensors.index.json"
-        || (name.starts_with("model-") && name.ends_with(".safetensors"))
+    })
 }
 
 fn is_pickle_name(name: &str) -> bool {
@@ -91,7 +66,7 @@ fn is_pickle_name(name: &str) -> bool {
 /// at most [`MAX_DEPTH`] folders deep.
 fn other_files(
     src: &Path,
-    weights: &BTreeSet<String>,
+    checkpoints: &[FolderCheckpoint],
     copy: &mut Vec<PathBuf>,
     skipped: &mut Vec<SkippedFile>,
 ) -> Result<()> {
@@ -123,7 +98,6 @@ fn other_files(
         let Ok(r) = path.strip_prefix(src).map(Path::to_path_buf) else {
             continue; // every entry lies under src
         };
-        let top = item.depth() == 1;
         let kind = item.file_type();
         if kind.is_dir() {
             if name == ".git" {
@@ -138,13 +112,13 @@ fn other_files(
                     format!("{} is nested too deeply", path.display()),
                 ));
             }
-        } else if top && (weights.contains(&name) || name == BIN_INDEX) {
-            continue; // converted
-        } else if top && is_output_name(&name) {
-            skipped.push(SkippedFile {
-                path,
-                reason: "replaced by the converted weights".into(),
-            });
+        } else if let Some(converted) = converted_or_replaced(checkpoints, &r) {
+            if !converted {
+                skipped.push(SkippedFile {
+                    path,
+                    reason: "replaced by the converted weights".into(),
+                });
+            }
         } else if is_pickle_name(&name) {
             skipped.push(SkippedFile {
                 path,
@@ -159,6 +133,137 @@ fn other_files(
             });
         }
     }
+    Ok(())
+}
+
+/// Converts one checkpoint of the folder into `work` (under its folder),
+/// verifies what was written, and adds to the summary.
+fn write_checkpoint(
+    src: &Path,
+    work: &Path,
+    checkpoint: &FolderCheckpoint,
+    opts: &ConvertOptions,
+    summary: &mut ConvertSummary,
+    all_written: &mut Vec<PathBuf>,
+) -> Result<()> {
+    let dir = src.join(&checkpoint.dir);
+    let files = &checkpoint.files;
+    let mut parts = Vec::new();
+    let mut aliases = Vec::new();
+    let mut leaves = Vec::new();
+    for f in files {
+        let t = TorchSource::open_with(&dir.join(f), opts.keep_shared, TieRule::Transformers)?;
+        aliases.extend(t.aliases.iter().cloned());
+        summary
+            .shared_copies
+            .extend(t.shared_copies.iter().cloned());
+        for l in &t.leaves {
+            let mut l = l.clone();
+            l.name = format!("{}:{}", checkpoint.dir.join(f).display(), l.name);
+            leaves.push(l);
+        }
+        parts.push(t);
+    }
+    // the index must agree with the shards
+    if let Some((index_name, index)) = &checkpoint.index {
+        for (p, f) in files.iter().enumerate() {
+            let t = &parts[p];
+            let names: BTreeSet<&str> = t
+                .entries()
+                .iter()
+                .map(|e| e.name.as_str())
+                .chain(t.aliases.iter().map(|a| a.name.as_str()))
+                .collect();
+            for (tensor, shard) in &index.weight_map {
+                if shard == f && !names.contains(tensor.as_str()) {
+                    return Err(folder_err(
+                        &dir,
+                        format!("{index_name} puts {tensor:?} in {f}, which does not hold it"),
+                    ));
+                }
+            }
+        }
+    }
+    let multi = MultiSource::new(parts, &dir)?;
+    let entries = multi.entries();
+    let bytes: u64 = entries.iter().map(|e| e.bytes).sum();
+    summary.tensors += entries.len();
+    summary.bytes += bytes;
+    let groups: Vec<Vec<usize>> = match opts.max_shard_size {
+        Some(max) => {
+            let sizes: Vec<u64> = entries.iter().map(|e| e.bytes).collect();
+            plan_shards(&sizes, max)
+        }
+        None => (0..files.len())
+            .map(|p| multi.part_range(p))
+            .filter(|g| !g.is_empty())
+            .collect(),
+    };
+    let groups = if groups.is_empty() {
+        vec![Vec::new()]
+    } else {
+        groups
+    };
+    let count = groups.len();
+    let names: Vec<String> = (0..count)
+        .map(|g| shard_file_name(&checkpoint.prefix, g, count))
+        .collect();
+    // metadata: format, aliases in the shard holding the kept tensor, leaves
+    let shard_of: HashMap<&str, usize> = groups
+        .iter()
+        .enumerate()
+        .flat_map(|(g, m)| m.iter().map(move |&i| (entries[i].name.as_str(), g)))
+        .collect();
+    let mut metas = vec![Metadata::new(); count];
+    for m in &mut metas {
+        m.insert("format".into(), "pt".into());
+    }
+    for a in &aliases {
+        if let Some(&g) = shard_of.get(a.kept.as_str()) {
+            metas[g]
+                .entry(a.name.clone())
+                .or_insert_with(|| a.kept.clone());
+        }
+    }
+    if opts.metadata_leaves && !leaves.is_empty() {
+        let obj: serde_json::Map<String, serde_json::Value> = leaves
+            .iter()
+            .map(|l| (l.name.clone(), l.value.clone()))
+            .collect();
+        let text = serde_json::Value::Object(obj).to_string();
+        for m in &mut metas {
+            m.insert(LEAVES_METADATA_KEY.into(), text.clone());
+        }
+        summary.leaves_in_metadata = true;
+    }
+    let out_dir = work.join(&checkpoint.dir);
+    fs_err::create_dir_all(&out_dir).map_err(io_err(&out_dir))?;
+    let mut written = Vec::new();
+    write_safetensors(
+        &multi,
+        &out_dir,
+        &names,
+        &groups,
+        &metas,
+        opts,
+        &mut written,
+    )?;
+    if count > 1 {
+        let mut map = BTreeMap::new();
+        for (n, g) in names.iter().zip(&groups) {
+            for &i in g {
+                map.insert(entries[i].name.clone(), n.clone());
+            }
+        }
+        let p = out_dir.join(&checkpoint.out_index);
+        write_index(&p, map, bytes)?;
+        written.push(p);
+    }
+    // verify what was written against the source
+    verify_safetensors(&multi, &written, opts)?;
+    summary.dropped_aliases.extend(aliases);
+    summary.non_tensor_leaves.extend(leaves);
+    all_written.extend(written);
     Ok(())
 }
 
@@ -187,7 +292,7 @@ pub(crate) fn convert_folder(
             reason: "destination exists and is not a folder".into(),
         });
     }
-    let (files, index) = weight_files(src)?;
+    let checkpoints = discover(src)?;
     let mut summary = ConvertSummary {
         source: src.to_path_buf(),
         destination: dst.to_path_buf(),
@@ -195,92 +300,6 @@ pub(crate) fn convert_folder(
         target_format: "hf-folder".into(),
         ..Default::default()
     };
-    let mut parts = Vec::new();
-    for f in &files {
-        let t = TorchSource::open(&src.join(f), opts.keep_shared)?;
-        summary.dropped_aliases.extend(t.aliases.iter().cloned());
-        summary
-            .shared_copies
-            .extend(t.shared_copies.iter().cloned());
-        for l in &t.leaves {
-            let mut l = l.clone();
-            l.name = format!("{f}:{}", l.name);
-            summary.non_tensor_leaves.push(l);
-        }
-        parts.push(t);
-    }
-    // the index must agree with the shards
-    if let Some(index) = &index {
-        for (p, f) in files.iter().enumerate() {
-            let t = &parts[p];
-            let names: BTreeSet<&str> = t
-                .entries()
-                .iter()
-                .map(|e| e.name.as_str())
-                .chain(t.aliases.iter().map(|a| a.name.as_str()))
-                .collect();
-            for (tensor, shard) in &index.weight_map {
-                if shard == f && !names.contains(tensor.as_str()) {
-                    return Err(folder_err(
-                        src,
-                        format!("{BIN_INDEX} puts {tensor:?} in {f}, which does not hold it"),
-                    ));
-                }
-            }
-        }
-    }
-    let multi = MultiSource::new(parts, src)?;
-    let entries = multi.entries();
-    summary.tensors = entries.len();
-    summary.bytes = entries.iter().map(|e| e.bytes).sum();
-    let groups: Vec<Vec<usize>> = match opts.max_shard_size {
-        Some(max) => {
-            let sizes: Vec<u64> = entries.iter().map(|e| e.bytes).collect();
-            plan_shards(&sizes, max)
-        }
-        None => (0..files.len())
-            .map(|p| multi.part_range(p))
-            .filter(|g| !g.is_empty())
-            .collect(),
-    };
-    let groups = if groups.is_empty() {
-        vec![Vec::new()]
-    } else {
-        groups
-    };
-    let count = groups.len();
-    let names: Vec<String> = (0..count)
-        .map(|g| shard_file_name("model", g, count))
-        .collect();
-    // metadata: format, aliases in the shard holding the kept tensor, leaves
-    let shard_of: HashMap<&str, usize> = groups
-        .iter()
-        .enumerate()
-        .flat_map(|(g, m)| m.iter().map(move |&i| (entries[i].name.as_str(), g)))
-        .collect();
-    let mut metas = vec![Metadata::new(); count];
-    for m in &mut metas {
-        m.insert("format".into(), "pt".into());
-    }
-    for a in &summary.dropped_aliases {
-        if let Some(&g) = shard_of.get(a.kept.as_str()) {
-            metas[g]
-                .entry(a.name.clone())
-                .or_insert_with(|| a.kept.clone());
-        }
-    }
-    if opts.metadata_leaves && !summary.non_tensor_leaves.is_empty() {
-        let obj: serde_json::Map<String, serde_json::Value> = summary
-            .non_tensor_leaves
-            .iter()
-            .map(|l| (l.name.clone(), l.value.clone()))
-            .collect();
-        let text = serde_json::Value::Object(obj).to_string();
-        for m in &mut metas {
-            m.insert(LEAVES_METADATA_KEY.into(), text.clone());
-        }
-        summary.leaves_in_metadata = true;
-    }
     // build in a temporary sibling folder
     let parent = match dst.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -298,22 +317,12 @@ pub(crate) fn convert_folder(
         .map_err(io_err(&parent))?;
     let work = tmp.path().to_path_buf();
     let mut written = Vec::new();
-    write_safetensors(&multi, &work, &names, &groups, &metas, opts, &mut written)?;
-    if count > 1 {
-        let mut map = BTreeMap::new();
-        for (n, g) in names.iter().zip(&groups) {
-            for &i in g {
-                map.insert(entries[i].name.clone(), n.clone());
-            }
-        }
-        let p = work.join("model.safetensors.index.json");
-        write_index(&p, map, summary.bytes)?;
-        written.push(p);
+    for checkpoint in &checkpoints {
+        write_checkpoint(src, &work, checkpoint, opts, &mut summary, &mut written)?;
     }
     // copy the other files
-    let weights: BTreeSet<String> = files.iter().cloned().collect();
     let mut copy = Vec::new();
-    other_files(src, &weights, &mut copy, &mut summary.files_skipped)?;
+    other_files(src, &checkpoints, &mut copy, &mut summary.files_skipped)?;
     let copy_total = copy.len() as u64;
     for (k, rel) in copy.iter().enumerate() {
         let from = src.join(rel);
@@ -324,8 +333,6 @@ pub(crate) fn convert_folder(
         }
         fs_err::copy(&from, &to).map_err(io_err(&from))?;
     }
-    // verify everything written against the source
-    verify_safetensors(&multi, &written, opts)?;
     // move into place
     let mut backup = None;
     if dst.exists() {
@@ -351,7 +358,7 @@ pub(crate) fn convert_folder(
     }
     summary.files_written = written
         .iter()
-        .filter_map(|p| p.file_name().map(|n| dst.join(n)))
+        .filter_map(|p| p.strip_prefix(&work).ok().map(|r| dst.join(r)))
         .collect();
     summary.files_copied = copy.iter().map(|r| dst.join(r)).collect();
     summary.verified = true;
@@ -367,9 +374,16 @@ mod tests {
     type Listing = (Vec<PathBuf>, Vec<(PathBuf, String)>);
 
     fn list(src: &Path, weights: &[&str]) -> Result<Listing> {
-        let weights = weights.iter().map(|w| w.to_string()).collect();
+        // the folder's checkpoint: these weights and the index
+        let checkpoints = [FolderCheckpoint {
+            dir: PathBuf::new(),
+            files: weights.iter().map(|w| w.to_string()).collect(),
+            index: Some((BIN_INDEX.into(), ShardIndex::default())),
+            prefix: "model".into(),
+            out_index: "model.safetensors.index.json".into(),
+        }];
         let (mut copy, mut skipped) = (Vec::new(), Vec::new());
-        other_files(src, &weights, &mut copy, &mut skipped)?;
+        other_files(src, &checkpoints, &mut copy, &mut skipped)?;
         let skipped = skipped
             .into_iter()
             .map(|s| (s.path.strip_prefix(src).unwrap().to_path_buf(), s.reason))

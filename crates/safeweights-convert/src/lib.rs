@@ -9,7 +9,13 @@
 //! parser here.
 //!
 //! [`convert`] picks the reader by the source's *content* and the writer by
-//! the destination's extension. Tensors are streamed one at a time
+//! the destination's extension. A folder is converted checkpoint by
+//! checkpoint under the names its libraries load: transformers
+//! (`pytorch_model.bin` → `model.safetensors`), diffusers pipelines and
+//! their component folders (`diffusion_pytorch_model.bin` →
+//! `diffusion_pytorch_model.safetensors`), peft (`adapter_model.bin` →
+//! `adapter_model.safetensors`), sentence-transformers modules, with weight
+//! variants (`.fp16`) kept apart. Tensors are streamed one at a time
 //! (strided views copied contiguous in bounded chunks); after writing,
 //! every tensor is read back from the output and compared bit for bit with
 //! the source, and on any failure the output is removed.
@@ -27,6 +33,9 @@
 //! `_remove_duplicate_names` keeps (first by sort order among names
 //! covering the whole storage), and each dropped name is recorded in
 //! `__metadata__` as `{dropped: kept}` like `safetensors.torch.save_model`.
+//! In a Hugging Face folder the kept name is the one transformers keeps
+//! instead: not a `_tied_weights_keys` name (`lm_head.weight`), then the
+//! first in state-dict order, so GPT-2 keeps `transformer.wte.weight`.
 //! Different views that overlap one storage (a weight and its transpose)
 //! are each written as their own contiguous copy so nothing is lost; the
 //! reference would drop them. [`ConvertOptions::keep_shared`] writes every
@@ -37,11 +46,13 @@
 mod convert;
 mod error;
 mod folder;
+mod hf_layout;
 mod npy;
 mod npy_source;
 mod options;
 mod safetensors_source;
 mod source;
+mod ties;
 mod torch_source;
 mod torchw;
 

@@ -14,6 +14,7 @@ use crate::error::{ConvertError, Result};
 use crate::npy::{self, NpyDtype};
 use crate::options::{DroppedAlias, Leaf};
 use crate::source::{check_unique, Entry, TensorSource};
+use crate::ties::{keep_of, TieRule};
 
 /// The safetensors dtype of a torch dtype, or why there is none.
 pub(crate) fn map_torch_dtype(d: TorchDtype) -> std::result::Result<Dtype, String> {
@@ -83,6 +84,11 @@ pub(crate) struct TorchSource {
 
 impl TorchSource {
     pub fn open(path: &Path, keep_shared: bool) -> Result<Self> {
+        Self::open_with(path, keep_shared, TieRule::SortOrder)
+    }
+
+    /// Opens with `rule` choosing the kept name of each tie group.
+    pub fn open_with(path: &Path, keep_shared: bool, rule: TieRule) -> Result<Self> {
         let ck = TorchCheckpoint::open(path).map_err(|e| {
             if matches!(e, safeweights_pickle::Error::NotACheckpoint { .. }) {
                 if let Some(e) = bare_pickle_global(path) {
@@ -91,7 +97,7 @@ impl TorchSource {
             }
             clarify(path, e)
         })?;
-        Self::from_checkpoint(ck, path, keep_shared)
+        Self::from_checkpoint(ck, path, keep_shared, rule)
     }
 
     pub fn format_name(&self) -> &'static str {
@@ -102,7 +108,12 @@ impl TorchSource {
         }
     }
 
-    fn from_checkpoint(ck: TorchCheckpoint, path: &Path, keep_shared: bool) -> Result<Self> {
+    fn from_checkpoint(
+        ck: TorchCheckpoint,
+        path: &Path,
+        keep_shared: bool,
+        rule: TieRule,
+    ) -> Result<Self> {
         let file = path.to_path_buf();
         let unsupported = |tensor: &str, reason: String| ConvertError::UnsupportedTensor {
             file: file.clone(),
@@ -113,7 +124,7 @@ impl TorchSource {
         let (drop, aliases, shared_copies) = if keep_shared {
             (HashSet::new(), Vec::new(), Vec::new())
         } else {
-            dedup(&ck, tensors)
+            dedup(&ck, tensors, rule)
         };
         let mut entries = Vec::new();
         let mut items = Vec::new();
@@ -253,10 +264,13 @@ type ViewKey<'a> = (u64, &'a [u64], &'a [u64], TorchDtype);
 /// shape, strides) one is kept, preferring as the reference's
 /// `_remove_duplicate_names` does the first by sort order among names
 /// covering the whole storage. Overlapping views that are not exact aliases
-/// are all written, each as its own contiguous copy (lossless).
+/// are all written, each as its own contiguous copy (lossless). In a
+/// Hugging Face folder, `rule` keeps the name transformers keeps instead
+/// (see [`crate::ties`]).
 fn dedup(
     ck: &TorchCheckpoint,
     tensors: &[NamedTensor],
+    rule: TieRule,
 ) -> (HashSet<usize>, Vec<DroppedAlias>, Vec<String>) {
     let mut by_storage: BTreeMap<&str, Vec<(u64, u64, usize)>> = BTreeMap::new();
     for (i, nt) in tensors.iter().enumerate() {
@@ -306,9 +320,7 @@ fn dedup(
                     .push(i);
             }
             let mut kept_names = Vec::new();
-            for (_, mut members) in groups {
-                members.sort_by(|&a, &b| tensors[a].name.cmp(&tensors[b].name));
-                // complete names first (all members share completeness; kept for clarity)
+            for (_, members) in groups {
                 let complete = |i: usize| {
                     let t = &tensors[i].tensor;
                     t.storage_offset == 0
@@ -316,11 +328,11 @@ fn dedup(
                             .and_then(|n| n.checked_mul(t.dtype.element_size()))
                             == Some(slen)
                 };
-                let keep = members
+                let ranked: Vec<(usize, &str, bool)> = members
                     .iter()
-                    .copied()
-                    .find(|&i| complete(i))
-                    .unwrap_or(members[0]);
+                    .map(|&i| (i, tensors[i].name.as_str(), complete(i)))
+                    .collect();
+                let keep = keep_of(rule, &ranked).unwrap_or(members[0]);
                 for &m in &members {
                     if m != keep {
                         drop.insert(m);

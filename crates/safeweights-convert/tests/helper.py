@@ -315,9 +315,75 @@ def check_folder(src, out):
     print("OK folder")
 
 
+def make_libraries(d):
+    """Folders as diffusers, peft and sentence-transformers wrote them with
+    .bin weights: a pipeline with component folders (one sharded, one a
+    transformers model, one with an fp16 variant), a peft adapter beside
+    its base model, a sentence-transformers model with a Dense module."""
+    torch.manual_seed(1)
+    from transformers import GPT2Config, GPT2LMHeadModel
+    pipe = os.path.join(d, "pipeline")
+    os.makedirs(pipe, exist_ok=True)
+    with open(os.path.join(pipe, "model_index.json"), "w") as f:
+        json.dump({"_class_name": "StableDiffusionPipeline", "_diffusers_version": "0.30.0",
+                   "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
+                   "text_encoder": ["transformers", "CLIPTextModel"],
+                   "scheduler": ["diffusers", "PNDMScheduler"], "safety_checker": [None, None]}, f)
+    unet = {"conv_in.weight": torch.randn(4, 4, 3, 3), "conv_in.bias": torch.randn(4)}
+    os.makedirs(os.path.join(pipe, "unet"))
+    torch.save(unet, os.path.join(pipe, "unet", "diffusion_pytorch_model.bin"))
+    torch.save({k: v.half() for k, v in unet.items()}, os.path.join(pipe, "unet", "diffusion_pytorch_model.fp16.bin"))
+    with open(os.path.join(pipe, "unet", "config.json"), "w") as f:
+        json.dump({"_class_name": "UNet2DConditionModel"}, f)
+    vae = {"encoder.conv_in.weight": torch.randn(8, 3), "decoder.conv_out.weight": torch.randn(3, 8),
+           "quant_conv.bias": torch.randn(8)}
+    os.makedirs(os.path.join(pipe, "vae"))
+    weight_map = {}
+    keys = list(vae)
+    for i, part in enumerate((keys[:2], keys[2:])):
+        fname = f"diffusion_pytorch_model-{i + 1:05d}-of-00002.bin"
+        torch.save({k: vae[k] for k in part}, os.path.join(pipe, "vae", fname))
+        weight_map.update({k: fname for k in part})
+    with open(os.path.join(pipe, "vae", "diffusion_pytorch_model.bin.index.json"), "w") as f:
+        json.dump({"metadata": {"total_size": 0}, "weight_map": weight_map}, f)
+    torch.save(vae, os.path.join(d, "vae_all.pt"))
+    cfg = GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=64, n_positions=32)
+    te = os.path.join(pipe, "text_encoder")
+    cfg.save_pretrained(te)
+    torch.save(GPT2LMHeadModel(cfg).state_dict(), os.path.join(te, "pytorch_model.bin"))
+    os.makedirs(os.path.join(pipe, "scheduler"))
+    with open(os.path.join(pipe, "scheduler", "scheduler_config.json"), "w") as f:
+        json.dump({"_class_name": "PNDMScheduler"}, f)
+    # peft: an adapter beside its base model
+    peft = os.path.join(d, "peft")
+    os.makedirs(peft)
+    torch.save({"base_model.model.transformer.h.0.attn.c_attn.lora_A.weight": torch.randn(4, 16),
+                "base_model.model.transformer.h.0.attn.c_attn.lora_B.weight": torch.zeros(48, 4)},
+               os.path.join(peft, "adapter_model.bin"))
+    with open(os.path.join(peft, "adapter_config.json"), "w") as f:
+        json.dump({"peft_type": "LORA", "r": 4}, f)
+    # sentence-transformers: the transformer at the root, a Dense module
+    st = os.path.join(d, "sentence")
+    cfg.save_pretrained(st)
+    torch.save(GPT2LMHeadModel(cfg).state_dict(), os.path.join(st, "pytorch_model.bin"))
+    with open(os.path.join(st, "modules.json"), "w") as f:
+        json.dump([{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                   {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+                   {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"}], f)
+    os.makedirs(os.path.join(st, "1_Pooling"))
+    with open(os.path.join(st, "1_Pooling", "config.json"), "w") as f:
+        json.dump({"word_embedding_dimension": 16}, f)
+    os.makedirs(os.path.join(st, "2_Dense"))
+    torch.save({"linear.weight": torch.randn(8, 16), "linear.bias": torch.randn(8)},
+               os.path.join(st, "2_Dense", "pytorch_model.bin"))
+    with open(os.path.join(st, "2_Dense", "config.json"), "w") as f:
+        json.dump({"in_features": 16, "out_features": 8}, f)
+
+
 if __name__ == "__main__":
     cmd, *args = sys.argv[1:]
     {"make": lambda: make(args[0]),
+     "make-libraries": lambda: make_libraries(args[0]),
      "check-st": lambda: check_st(args[0], args[1:]),
      "check-bin": lambda: check_bin(args[0], args[1]),
      "check-npz": lambda: check_npz(args[0], args[1]),

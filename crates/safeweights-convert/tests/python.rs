@@ -386,3 +386,133 @@ fn progress_is_reported() {
         .iter()
         .any(|p| p.0 == safeweights_convert::Phase::Writing));
 }
+
+/// Issue 20: tied weights in a converted folder keep the name transformers
+/// keeps (`transformer.wte.weight` for GPT-2, the input embeddings; the
+/// `lm_head.weight` of `_tied_weights_keys` is dropped and tied back at
+/// load), so every transformers version loads it; logits are equal.
+#[test]
+fn issue20_tied_weights_keep_the_name_transformers_keeps() {
+    let Some(env) = env() else { return };
+    let out = tempfile::tempdir().unwrap();
+    let src = env.fixtures.join("hf_single");
+    let dst = out.path().join("converted");
+    let summary = convert(&src, &dst, &ConvertOptions::new()).unwrap();
+    let dropped: Vec<(&str, &str)> = summary
+        .dropped_aliases
+        .iter()
+        .map(|a| (a.name.as_str(), a.kept.as_str()))
+        .collect();
+    assert_eq!(dropped, [("lm_head.weight", "transformer.wte.weight")]);
+    let written = safeweights::Checkpoint::open(dst.join("model.safetensors")).unwrap();
+    assert!(written.info("transformer.wte.weight").is_ok());
+    assert!(written.info("lm_head.weight").is_err());
+    let meta = written.metadata().unwrap();
+    assert_eq!(
+        meta.get("lm_head.weight").map(String::as_str),
+        Some("transformer.wte.weight")
+    );
+    // transformers loads it, with the same logits as the .bin folder
+    check(env, &[Path::new("check-folder"), &src, &dst]);
+    // a lone file keeps the reference's choice (first in sort order)
+    let file = out.path().join("lone.safetensors");
+    let summary = convert(src.join("pytorch_model.bin"), &file, &ConvertOptions::new()).unwrap();
+    assert_eq!(summary.dropped_aliases[0].kept, "lm_head.weight");
+}
+
+fn relative_names(summary: &safeweights_convert::ConvertSummary, dst: &Path) -> Vec<String> {
+    summary
+        .files_written
+        .iter()
+        .map(|p| p.strip_prefix(dst).unwrap().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// Issue 20: folder conversion knows the other libraries' file names
+/// (diffusers pipelines with component folders, variants and shards; peft
+/// adapters; sentence-transformers modules) and writes the names those
+/// libraries load; every output holds its source's tensors bit for bit.
+#[test]
+fn issue20_folders_of_other_libraries() {
+    let Some(env) = env() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    run(&env.python, &["make-libraries", d.to_str().unwrap()]);
+    let st = |src: PathBuf, outs: &[PathBuf]| {
+        let mut args: Vec<&Path> = vec![Path::new("check-st"), &src];
+        args.extend(outs.iter().map(PathBuf::as_path));
+        check(env, &args);
+    };
+    // a diffusers pipeline
+    let (src, dst) = (d.join("pipeline"), d.join("pipeline-st"));
+    let summary = convert(&src, &dst, &ConvertOptions::new()).unwrap();
+    assert_eq!(
+        relative_names(&summary, &dst),
+        [
+            "text_encoder/model.safetensors",
+            "unet/diffusion_pytorch_model.safetensors",
+            "unet/diffusion_pytorch_model.fp16.safetensors",
+            "vae/diffusion_pytorch_model-00001-of-00002.safetensors",
+            "vae/diffusion_pytorch_model-00002-of-00002.safetensors",
+            "vae/diffusion_pytorch_model.safetensors.index.json",
+        ]
+    );
+    for kept in [
+        "model_index.json",
+        "unet/config.json",
+        "text_encoder/config.json",
+        "scheduler/scheduler_config.json",
+    ] {
+        assert!(dst.join(kept).is_file(), "{kept} not copied");
+    }
+    assert!(!dst.join("unet/diffusion_pytorch_model.bin").exists());
+    st(
+        src.join("unet/diffusion_pytorch_model.bin"),
+        &[dst.join("unet/diffusion_pytorch_model.safetensors")],
+    );
+    st(
+        src.join("unet/diffusion_pytorch_model.fp16.bin"),
+        &[dst.join("unet/diffusion_pytorch_model.fp16.safetensors")],
+    );
+    st(
+        d.join("vae_all.pt"),
+        &[
+            dst.join("vae/diffusion_pytorch_model-00001-of-00002.safetensors"),
+            dst.join("vae/diffusion_pytorch_model-00002-of-00002.safetensors"),
+        ],
+    );
+    // the text encoder loads in transformers with the same logits
+    check(
+        env,
+        &[
+            Path::new("check-folder"),
+            &src.join("text_encoder"),
+            &dst.join("text_encoder"),
+        ],
+    );
+    // a peft adapter
+    let (src, dst) = (d.join("peft"), d.join("peft-st"));
+    let summary = convert(&src, &dst, &ConvertOptions::new()).unwrap();
+    assert_eq!(
+        relative_names(&summary, &dst),
+        ["adapter_model.safetensors"]
+    );
+    assert!(dst.join("adapter_config.json").is_file());
+    st(
+        src.join("adapter_model.bin"),
+        &[dst.join("adapter_model.safetensors")],
+    );
+    // a sentence-transformers model
+    let (src, dst) = (d.join("sentence"), d.join("sentence-st"));
+    let summary = convert(&src, &dst, &ConvertOptions::new()).unwrap();
+    assert_eq!(
+        relative_names(&summary, &dst),
+        ["model.safetensors", "2_Dense/model.safetensors"]
+    );
+    assert!(dst.join("1_Pooling/config.json").is_file());
+    assert!(dst.join("modules.json").is_file());
+    st(
+        src.join("2_Dense/pytorch_model.bin"),
+        &[dst.join("2_Dense/model.safetensors")],
+    );
+}

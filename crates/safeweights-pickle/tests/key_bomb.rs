@@ -2,6 +2,7 @@
 //! pickle that nest one shared tuple 2^26 times and use it as a dict key
 //! (hashing walks the whole tree) cost gigabytes before the limit on hash
 //! keys; now it is a limit error at once.
+#![allow(clippy::disallowed_methods)] // Tests, examples and benches use std::fs directly; the rule is for library code.
 
 use safeweights_pickle::{evaluate, Limits, PickleErrorKind};
 

@@ -96,7 +96,7 @@ fn is_lzma_alone(data: &[u8]) -> bool {
         return false;
     }
     let dict = u32::from_le_bytes([h[1], h[2], h[3], h[4]]);
-    let pow2ish = dict.is_power_of_two() || (dict >> dict.trailing_zeros()) == 3;
+    let pow2ish = dict.is_power_of_two() || dict.checked_shr(dict.trailing_zeros()) == Some(3);
     let size = u64::from_le_bytes([h[5], h[6], h[7], h[8], h[9], h[10], h[11], h[12]]);
     dict >= 4096 && pow2ish && (size == u64::MAX || size < 1 << 48)
 }
@@ -185,6 +185,7 @@ pub(crate) fn decompress(kind: Kind, data: &[u8], limit: u64) -> Result<Vec<u8>,
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // Tests build fixtures with std::fs.
 mod tests {
     use super::*;
 

@@ -33,6 +33,7 @@ mod compat;
 mod compressed;
 #[cfg(test)]
 mod error_kinds;
+mod fix;
 mod formats;
 mod globals;
 mod options;
@@ -47,7 +48,9 @@ mod torch_checks;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-pub use options::{Limits, Policy, ScanOptions, UnknownPolicy};
+pub use options::{
+    read_allowed_globals, AllowedGlobals, InvalidGlobal, Limits, Policy, ScanOptions, UnknownPolicy,
+};
 pub use render::{
     render_human, render_json, render_sarif, sarif_value, write_human, write_json, write_report,
     write_sarif, HumanOptions, OutputFormat, UnknownOutputFormat,

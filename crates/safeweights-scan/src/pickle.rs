@@ -44,10 +44,12 @@ pub(crate) enum Walk {
 }
 
 /// Context-dependent leniency.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Context {
     /// `__torch__.*` globals name TorchScript classes compiled from `code/`.
     pub torchscript: bool,
+    /// The user's own allowed globals.
+    pub allowed: std::sync::Arc<crate::options::AllowedGlobals>,
 }
 
 /// Result of walking a stream.
@@ -322,7 +324,10 @@ impl<'c> Machine<'c> {
         {
             Verdict::Safe
         } else {
-            judge(module, name)
+            match judge(module, name) {
+                Verdict::Unknown if self.ctx.allowed.allows(module, name) => Verdict::Safe,
+                verdict => verdict,
+            }
         };
         match self.globals.get_mut(&key) {
             Some(g) => g.count += 1,

@@ -186,7 +186,10 @@ impl<'o> Scanner<'o> {
                 self.safetensors(data, path, depth);
                 fmt
             }
-            Format::Pickle => self.pickle(data, path, pickle::Context::default(), true).0,
+            Format::Pickle => {
+                let ctx = self.pickle_context(false);
+                self.pickle(data, path, ctx, true).0
+            }
             Format::Onnx => {
                 self.onnx(data, path);
                 fmt
@@ -209,6 +212,15 @@ impl<'o> Scanner<'o> {
         self.policy(fmt, path, in_weights);
     }
 
+    /// How pickles are judged here: TorchScript's own classes, the user's
+    /// allowed globals.
+    fn pickle_context(&self, torchscript: bool) -> pickle::Context {
+        pickle::Context {
+            torchscript,
+            allowed: self.opts.allowed_globals.clone(),
+        }
+    }
+
     fn policy(&mut self, fmt: Format, path: &[String], in_weights: bool) {
         if self.opts.policy != Policy::SafetensorsOnly || in_weights || !fmt.is_weights() {
             return;
@@ -220,10 +232,13 @@ impl<'o> Scanner<'o> {
             return;
         }
         let fix = if path.is_empty() {
-            format!("safeweights convert {0} {0}.safetensors", self.file)
+            crate::fix::convert_command(&self.file)
         } else {
             let m = path.last().map(String::as_str).unwrap_or("member");
-            format!("extract {m} from the archive, then: safeweights convert {m} {m}.safetensors")
+            format!(
+                "extract {m} from the archive, then: {}",
+                crate::fix::convert_command(m)
+            )
         };
         self.add(
             path,
@@ -290,7 +305,7 @@ impl<'o> Scanner<'o> {
         if clean && standalone {
             let fix = path
                 .is_empty()
-                .then(|| format!("safeweights convert {0} {0}.safetensors", self.file));
+                .then(|| crate::fix::convert_command(&self.file));
             self.add(
                 path,
                 Severity::Info,
@@ -347,7 +362,7 @@ impl<'o> Scanner<'o> {
             None,
         );
         let body = data.get(npy.data_offset..).unwrap_or_default();
-        let res = pickle::scan(body, Walk::ToEnd, &pickle::Context::default());
+        let res = pickle::scan(body, Walk::ToEnd, &self.pickle_context(false));
         self.add_raw(path, res.findings, npy.data_offset as u64);
     }
 
@@ -638,7 +653,7 @@ impl<'o> Scanner<'o> {
                             format: Format::Pickle,
                             size: body.len() as u64,
                         });
-                        let ctx = pickle::Context { torchscript };
+                        let ctx = self.pickle_context(torchscript);
                         let before = self.report.findings.len();
                         let (f, storages) = self.pickle(&body, path, ctx, false);
                         self.report.files[idx].format = f;
@@ -699,7 +714,7 @@ impl<'o> Scanner<'o> {
         } else if torch && pickle_clean && pickles > 0 {
             let fix = path
                 .is_empty()
-                .then(|| format!("safeweights convert {0} {0}.safetensors", self.file));
+                .then(|| crate::fix::convert_command(&self.file));
             self.add(
                 path,
                 Severity::Info,

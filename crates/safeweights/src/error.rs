@@ -321,6 +321,16 @@ pub enum ShardError {
     /// A folder holds several index files.
     #[error("several index files found ({0}); open one of them explicitly")]
     AmbiguousIndex(String),
+    /// A folder holds several checkpoints (weight variants, a model and an
+    /// adapter, ...) and none is the default `model.safetensors`.
+    #[error(
+        "several checkpoints found ({0}) and none is model.safetensors; open the one you mean"
+    )]
+    SeveralCheckpoints(String),
+    /// A folder holds no safetensors file, only pickle weights
+    /// (`pytorch_model.bin`, ...).
+    #[error("no .safetensors file, only PyTorch pickle weights ({0}): convert them to safetensors first")]
+    PickleWeights(String),
 }
 
 /// Everything that can go wrong reading or writing safetensors.
@@ -593,6 +603,8 @@ impl Diagnostic for ShardError {
             ShardError::MissingShard { .. } => "missing_shard",
             ShardError::NotAFile { .. } => "shard_not_a_file",
             ShardError::IndexTooLarge { .. } => "index_too_large",
+            ShardError::SeveralCheckpoints(_) => "several_checkpoints",
+            ShardError::PickleWeights(_) => "pickle_weights",
         }
     }
 
@@ -600,7 +612,10 @@ impl Diagnostic for ShardError {
     /// thing pointed at: nothing is invalid.
     fn class(&self) -> ErrorClass {
         match self {
-            ShardError::Empty | ShardError::AmbiguousIndex(_) => ErrorClass::Usage,
+            ShardError::Empty
+            | ShardError::AmbiguousIndex(_)
+            | ShardError::SeveralCheckpoints(_)
+            | ShardError::PickleWeights(_) => ErrorClass::Usage,
             ShardError::InvalidIndex { .. }
             | ShardError::UnsafeShardPath { .. }
             | ShardError::MissingFromShard { .. }
@@ -623,7 +638,9 @@ impl Diagnostic for ShardError {
             | ShardError::AmbiguousIndex(_)
             | ShardError::MissingShard { .. }
             | ShardError::NotAFile { .. }
-            | ShardError::IndexTooLarge { .. } => None,
+            | ShardError::IndexTooLarge { .. }
+            | ShardError::SeveralCheckpoints(_)
+            | ShardError::PickleWeights(_) => None,
         }
     }
 
@@ -638,6 +655,8 @@ impl Diagnostic for ShardError {
             ShardError::MissingShard { shard, count } => json!({ "shard": shard, "count": count }),
             ShardError::NotAFile { shard } => json!({ "shard": shard }),
             ShardError::IndexTooLarge { len, limit } => json!({ "len": len, "limit": limit }),
+            ShardError::SeveralCheckpoints(names) => json!({ "checkpoints": names }),
+            ShardError::PickleWeights(names) => json!({ "pickle_files": names }),
             ShardError::InvalidIndex { .. } | ShardError::Empty | ShardError::AmbiguousIndex(_) => {
                 json!({})
             }

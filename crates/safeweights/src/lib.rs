@@ -51,6 +51,7 @@ mod diagnostic;
 pub mod diff;
 mod dtype;
 mod error;
+pub mod folder;
 mod header;
 mod json;
 #[allow(unsafe_code)]
@@ -60,6 +61,7 @@ pub mod sharded;
 #[allow(unsafe_code)]
 mod sigbus;
 mod slice;
+pub mod sniff;
 #[allow(unsafe_code)]
 pub mod source;
 pub mod summary;

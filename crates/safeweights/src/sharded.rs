@@ -174,16 +174,6 @@ fn read_index(path: &Path) -> Result<String> {
     Ok(text)
 }
 
-/// Splits a numbered shard name `PREFIX-00002-of-00008.safetensors` into
-/// (`PREFIX`, `"00008"`).
-fn shard_set_of(name: &str) -> Option<(&str, &str)> {
-    let stem = name.strip_suffix(".safetensors")?;
-    let (rest, count) = stem.rsplit_once("-of-")?;
-    let (prefix, index) = rest.rsplit_once('-')?;
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    (digits(index) && digits(count)).then_some((prefix, count))
-}
-
 /// Checks a folder's safetensors files (no index): each is a regular file,
 /// and each numbered set (`-0000i-of-0000n`) is complete.
 fn check_shard_set(files: &[PathBuf]) -> std::result::Result<(), ShardError> {
@@ -198,8 +188,10 @@ fn check_shard_set(files: &[PathBuf]) -> std::result::Result<(), ShardError> {
         }
     }
     let names: std::collections::BTreeSet<String> = files.iter().map(name_of).collect();
-    let sets: std::collections::BTreeSet<(&str, &str)> =
-        names.iter().filter_map(|n| shard_set_of(n)).collect();
+    let sets: std::collections::BTreeSet<(&str, &str)> = names
+        .iter()
+        .filter_map(|n| crate::folder::numbered_set(n))
+        .collect();
     for (prefix, count_text) in sets {
         let width = count_text.len();
         let Ok(count) = count_text.parse::<usize>() else {
@@ -306,43 +298,38 @@ impl Checkpoint {
         Self::from_files(vec![file], None, path)
     }
 
+    /// A folder: its one checkpoint, or its default one (see
+    /// [`crate::folder`]); several without a default are refused, naming
+    /// them.
     fn open_dir(dir: &Path, options: &OpenOptions) -> Result<Self> {
         let shard_err = |source| Error::Shard {
             file: dir.display().to_string(),
             source,
         };
-        let mut indexes = Vec::new();
-        let mut files = Vec::new();
-        for entry in fs_err::read_dir(dir).map_err(|e| Error::io(dir, e))? {
-            let entry = entry.map_err(|e| Error::io(dir, e))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') {
-                continue;
+        let found = crate::folder::checkpoints(dir)?;
+        if found.is_empty() {
+            let pickles = crate::folder::pickle_weights(dir);
+            if !pickles.is_empty() {
+                return Err(shard_err(ShardError::PickleWeights(pickles.join(", "))));
             }
-            if name.ends_with(".safetensors.index.json") {
-                indexes.push(entry.path());
-            } else if name.ends_with(".safetensors") {
-                files.push(entry.path());
-            }
-        }
-        indexes.sort();
-        files.sort();
-        match indexes.len() {
-            0 => {}
-            1 => return Self::open_index(&indexes[0], options),
-            _ => {
-                let names: Vec<String> = indexes
-                    .iter()
-                    .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-                    .collect();
-                return Err(shard_err(ShardError::AmbiguousIndex(names.join(", "))));
-            }
-        }
-        if files.is_empty() {
             return Err(shard_err(ShardError::Empty));
         }
-        check_shard_set(&files).map_err(shard_err)?;
-        let opened = files
+        // an entry named like a checkpoint that is not a file is named
+        for c in found.iter().filter(|c| c.index.is_none()) {
+            check_shard_set(&c.files).map_err(shard_err)?;
+        }
+        let Some(chosen) = crate::folder::default_checkpoint(&found) else {
+            let names: Vec<&str> = found.iter().map(|c| c.name.as_str()).collect();
+            if found.iter().all(|c| c.index.is_some()) {
+                return Err(shard_err(ShardError::AmbiguousIndex(names.join(", "))));
+            }
+            return Err(shard_err(ShardError::SeveralCheckpoints(names.join(", "))));
+        };
+        if let Some(index) = &chosen.index {
+            return Self::open_index(index, options);
+        }
+        let opened = chosen
+            .files
             .iter()
             .map(|f| options.open(f))
             .collect::<Result<Vec<_>>>()?;
@@ -712,7 +699,7 @@ fn old_checkpoint_files(dir: &Path, prefix: &str) -> Result<Vec<String>> {
         };
         let ours = name == format!("{prefix}.safetensors")
             || name == format!("{prefix}.safetensors.index.json")
-            || shard_set_of(&name).is_some_and(|(p, _)| p == prefix);
+            || crate::folder::numbered_set(&name).is_some_and(|(p, _)| p == prefix);
         if ours {
             out.push(name);
         }
@@ -771,8 +758,8 @@ pub fn copy_tensor(
 /// assert_eq!(shards.files().len(), 3);
 /// let out = dir.path().join("merged.safetensors");
 /// let size = sharded::merge(&shards, &out, &mut |_| {})?;
-/// assert_eq!(std::fs::read(&out)?, std::fs::read(dir.path().join("one.safetensors"))?);
-/// assert_eq!(size, std::fs::metadata(&out)?.len());
+/// assert_eq!(fs_err::read(&out)?, fs_err::read(dir.path().join("one.safetensors"))?);
+/// assert_eq!(size, fs_err::metadata(&out)?.len());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 ///

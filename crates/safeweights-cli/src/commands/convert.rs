@@ -17,12 +17,12 @@ pub fn run(args: &ConvertArgs, printer: &mut Printer) -> anyhow::Result<Status> 
         .keep_shared(args.keep_shared)
         .metadata_leaves(args.metadata_leaves)
         .max_shard_size(args.max_shard_size)
-        .overwrite(args.overwrite);
+        .overwrite(args.force);
     if let Some(handle) = bar.handle() {
         options = options.progress(move |p| {
-            handle.set_length(p.bytes_total);
+            handle.set_total(p.bytes_total);
             handle.set_position(p.bytes_done);
-            handle.set_message(format!("{:?} {}", p.phase, p.item).to_lowercase());
+            handle.set_phase(&format!("{:?}", p.phase).to_lowercase());
         });
     }
     let summary = convert(&args.src, &args.dst, &options)?;

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::open_checkpoint;
 use crate::cli::DiffArgs;
-use crate::printer::{grouped, Printer};
+use crate::printer::{grouped, significant, Printer};
 use crate::progress::Bar;
 use crate::Status;
 
@@ -20,15 +20,6 @@ pub struct Report {
     /// The library's comparison.
     #[serde(flatten)]
     pub comparison: Comparison,
-}
-
-/// A float for people: plain when moderate, scientific when tiny or huge.
-fn float(x: f64) -> String {
-    if x == 0.0 || (1e-4..1e6).contains(&x.abs()) {
-        format!("{x}")
-    } else {
-        format!("{x:e}")
-    }
 }
 
 /// Prints a report as text.
@@ -77,7 +68,7 @@ pub fn print_human(report: &Report, printer: &mut Printer) -> std::io::Result<()
                     format!("values     {}: {} {noun}", c.name, grouped(differing))
                 };
                 if let (Some(max), true) = (c.max_abs_diff, differing > 0) {
-                    text.push_str(&format!(", max |a-b| = {}", float(max)));
+                    text.push_str(&format!(", max |a-b| = {}", significant(max)));
                 }
                 if let Some(n) = c.nonfinite_mismatches.filter(|&n| n > 0) {
                     text.push_str(&format!(", {n} involving inf or NaN"));
@@ -106,7 +97,7 @@ pub fn run(args: &DiffArgs, printer: &mut Printer) -> anyhow::Result<Status> {
     let (a, b) = match opened {
         Ok(pair) => pair,
         Err(err) => {
-            printer.error(&err.into());
+            printer.error(&err);
             return Ok(Status::Error);
         }
     };

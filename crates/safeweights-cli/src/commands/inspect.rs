@@ -3,7 +3,7 @@
 use safeweights::summary::{Layout, Summary};
 use serde::Serialize;
 
-use super::open_checkpoint;
+use super::{expand_pipeline, open_checkpoint};
 use crate::cli::InspectArgs;
 use crate::printer::{grouped, human_bytes, human_count, Align, Printer};
 use crate::Status;
@@ -117,9 +117,33 @@ pub fn print_human(report: &Report, printer: &mut Printer) -> std::io::Result<()
 
 /// `safeweights inspect`.
 pub fn run(args: &InspectArgs, printer: &mut Printer) -> anyhow::Result<Status> {
-    let ckpt = open_checkpoint(&args.path, args.read.lenient)?;
-    let report = report(&args.path.display().to_string(), &ckpt);
-    print_human(&report, printer)?;
-    printer.json(&report)?;
+    let paths = expand_pipeline(&args.path);
+    if let [path] = paths.as_slice() {
+        if *path == args.path {
+            let ckpt = open_checkpoint(&args.path, args.read.lenient)?;
+            let report = report(&args.path.display().to_string(), &ckpt);
+            print_human(&report, printer)?;
+            printer.json(&report)?;
+            return Ok(Status::Success);
+        }
+    }
+    // a pipeline folder: each component in turn
+    let mut reports = Vec::new();
+    printer.line(format_args!(
+        "pipeline: {} ({} components with weights)",
+        args.path.display(),
+        paths.len()
+    ))?;
+    for path in &paths {
+        let ckpt = open_checkpoint(path, args.read.lenient)?;
+        let report = report(&path.display().to_string(), &ckpt);
+        printer.blank()?;
+        print_human(&report, printer)?;
+        reports.push(report);
+    }
+    printer.json(&serde_json::json!({
+        "path": args.path.display().to_string(),
+        "components": reports,
+    }))?;
     Ok(Status::Success)
 }

@@ -9,7 +9,7 @@ use safeweights_load::{
 use serde_json::{json, Value};
 
 use crate::cli::LoadArgs;
-use crate::printer::{human_bytes, Printer};
+use crate::printer::{count, human_bytes, Printer};
 use crate::Status;
 
 /// Loads the checkpoint and prints the engine's report.
@@ -32,7 +32,8 @@ pub fn run(args: &LoadArgs, printer: &mut Printer) -> anyhow::Result<Status> {
     let open = safeweights::OpenOptions::new()
         .lenient(args.read.lenient)
         .pread();
-    let checkpoint = safeweights::Checkpoint::open_with(&args.path, &open)?;
+    let checkpoint = safeweights::Checkpoint::open_with(&args.path, &open)
+        .map_err(|e| super::explain_open_error(&args.path, e))?;
     if args.cold {
         for f in checkpoint.files() {
             evict_from_page_cache(Path::new(f.name()))
@@ -82,14 +83,14 @@ pub fn print_report(r: &LoadReport, p: &mut Printer) -> std::io::Result<()> {
         _ => "pread",
     };
     p.line(format!(
-        "loaded {} tensors, {} to {} in {:.3}s: {:.2} GB/s ({} threads via {via}, {} reads of up to {})",
-        r.tensors,
+        "loaded {}, {} to {} in {:.3}s: {:.2} GB/s ({} via {via}, {} of up to {})",
+        count(r.tensors as u64, "tensor"),
         human_bytes(r.bytes),
         r.device,
         r.seconds,
         r.gb_per_s,
-        r.threads,
-        r.reads,
+        count(r.threads as u64, "thread"),
+        count(r.reads as u64, "read"),
         human_bytes(r.chunk_size)
     ))?;
     if let Some(why) = &r.io_backend_fallback {

@@ -1,10 +1,10 @@
 //! `safeweights merge PATH -o FILE`.
 
-use anyhow::bail;
 use serde::Serialize;
 
 use super::open_checkpoint;
 use crate::cli::MergeArgs;
+use crate::errors::hinted;
 use crate::printer::{human_bytes, Printer};
 use crate::progress::Bar;
 use crate::Status;
@@ -30,17 +30,19 @@ pub struct Report {
 pub fn run(args: &MergeArgs, printer: &mut Printer) -> anyhow::Result<Status> {
     let src = open_checkpoint(&args.path, args.read.lenient)?;
     if args.output.is_dir() {
-        bail!(
-            "{}: is a folder; give the file to write, e.g. {}",
-            args.output.display(),
-            args.output.join("model.safetensors").display()
-        );
+        return Err(hinted(
+            format!("{}: is a folder", args.output.display()),
+            format!(
+                "give the file to write, e.g. {}",
+                args.output.join("model.safetensors").display()
+            ),
+        ));
     }
     if args.output.exists() && !args.force {
-        bail!(
-            "{}: already exists; pass --force to replace it (it is replaced atomically)",
-            args.output.display()
-        );
+        return Err(hinted(
+            format!("{}: already exists", args.output.display()),
+            "pass --force (or --overwrite) to replace it (it is replaced atomically)",
+        ));
     }
     let bar = Bar::new(printer.wants_progress(), src.total_size(), "merging");
     let file_bytes = src.merge_into(&args.output, &mut |n| bar.inc(n))?;

@@ -2,13 +2,14 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use safeweights::sharded::{self, ShardFile};
 use safeweights::Checkpoint;
 use serde::Serialize;
 
 use super::{file_label, open_checkpoint};
 use crate::cli::ReshardArgs;
+use crate::errors::hinted;
 use crate::printer::{grouped, human_bytes, Align, Printer};
 use crate::progress::Bar;
 use crate::Status;
@@ -35,10 +36,10 @@ pub struct Report {
 /// Refuses to write into a folder that already holds a checkpoint.
 pub fn check_output_dir(dir: &Path, force: bool) -> anyhow::Result<()> {
     if dir.is_file() {
-        bail!(
-            "{}: is a file; give a folder for the shards (it is created if missing)",
-            dir.display()
-        );
+        return Err(hinted(
+            format!("{}: is a file", dir.display()),
+            "give a folder for the shards (it is created if missing)",
+        ));
     }
     if force || !dir.is_dir() {
         return Ok(());
@@ -48,10 +49,10 @@ pub fn check_output_dir(dir: &Path, force: bool) -> anyhow::Result<()> {
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.ends_with(".safetensors") || name.ends_with(".safetensors.index.json") {
-            bail!(
-                "{}: already holds {name}; choose an empty folder, or pass --force to write over it",
-                dir.display()
-            );
+            return Err(hinted(
+                format!("{}: already holds {name}", dir.display()),
+                "choose an empty folder, or pass --force (or --overwrite) to write over it",
+            ));
         }
     }
     Ok(())

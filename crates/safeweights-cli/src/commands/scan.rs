@@ -3,7 +3,8 @@
 
 use std::io::IsTerminal;
 
-use safeweights_scan::{HumanOptions, Limits, OutputFormat, ScanOptions};
+use anyhow::Context as _;
+use safeweights_scan::{read_allowed_globals, HumanOptions, Limits, OutputFormat, ScanOptions};
 
 use crate::cli::{Color, ScanArgs};
 use crate::printer::Printer;
@@ -17,12 +18,21 @@ pub fn run(args: &ScanArgs, printer: &mut Printer) -> anyhow::Result<Status> {
         max_expanded_bytes: args.max_expanded_bytes,
         ..Limits::default()
     };
-    let options = ScanOptions::new()
+    let mut options = ScanOptions::new()
         .fail_on(args.fail_on)
         .policy(args.policy)
         .allow_gguf(args.allow_gguf)
         .allow_onnx(args.allow_onnx)
         .limits(limits);
+    let mut allowed = args.allow_global.clone();
+    for file in &args.allow_globals_from {
+        let text = fs_err::read_to_string(file)
+            .with_context(|| format!("{}: cannot read the allowed globals", file.display()))?;
+        allowed.extend(read_allowed_globals(&text).with_context(|| format!("{}", file.display()))?);
+    }
+    for global in &allowed {
+        options = options.allow_global(global)?;
+    }
     let report = safeweights_scan::scan_paths(&args.paths, &options);
     let format = if printer.is_json() {
         OutputFormat::Json

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::open_checkpoint;
+use super::{expand_pipeline, open_checkpoint};
 use crate::cli::ValidateArgs;
 use crate::errors::{self, ErrorInfo};
 use crate::printer::Printer;
@@ -45,16 +45,13 @@ pub fn validate_path(path: &Path, lenient: bool) -> Outcome {
             tensors: Some(ckpt.len()),
             error: None,
         },
-        Err(err) => {
-            let err = anyhow::Error::new(err);
-            Outcome {
-                path: display,
-                valid: false,
-                files: None,
-                tensors: None,
-                error: Some(errors::describe(&err)),
-            }
-        }
+        Err(err) => Outcome {
+            path: display,
+            valid: false,
+            files: None,
+            tensors: None,
+            error: Some(errors::describe(&err)),
+        },
     }
 }
 
@@ -82,8 +79,9 @@ pub fn human_line(outcome: &Outcome) -> String {
 /// `safeweights validate`.
 pub fn run(args: &ValidateArgs, printer: &mut Printer) -> anyhow::Result<Status> {
     let mut outcomes = Vec::with_capacity(args.paths.len());
-    for path in &args.paths {
-        let outcome = validate_path(path, args.read.lenient);
+    // a pipeline folder is checked component by component
+    for path in args.paths.iter().flat_map(|p| expand_pipeline(p)) {
+        let outcome = validate_path(&path, args.read.lenient);
         printer.line(human_line(&outcome))?;
         outcomes.push(outcome);
     }

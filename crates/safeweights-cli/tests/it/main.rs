@@ -5,6 +5,7 @@
 mod changing;
 #[path = "../../../safeweights-load/tests/cudart_emu/mod.rs"]
 mod cudart_emu;
+mod fit;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -173,6 +173,8 @@ fn shard_errors() -> Vec<ShardError> {
             len: 100_000_001,
             limit: 100_000_000,
         },
+        S::SeveralCheckpoints("model.safetensors, model.fp16.safetensors".to_owned()),
+        S::PickleWeights("pytorch_model.bin".to_owned()),
     ]
 }
 

@@ -105,16 +105,17 @@ fn index_inconsistencies_are_errors() {
         ),
         "{err}"
     );
-    // Without an index, the same tensor in two files of a folder is an error too.
+    // Without an index, two unnumbered files of a folder are two
+    // checkpoints, not shards of one (issue 20): the folder names them.
     std::fs::remove_file(&index).unwrap();
     let err = Checkpoint::open(dir.path()).unwrap_err();
     assert!(
         matches!(
             &err,
             Error::Shard {
-                source: ShardError::DuplicateTensor { .. },
+                source: ShardError::SeveralCheckpoints(names),
                 ..
-            }
+            } if names == "s1.safetensors, s2.safetensors"
         ),
         "{err}"
     );
@@ -349,4 +350,43 @@ fn merge_gives_back_the_file_and_describe_files_the_shards() {
     // Merging replaces an existing file atomically.
     let again = safeweights::sharded::merge(&shards, &merged, &mut |_| {}).unwrap();
     assert_eq!(again, size);
+}
+
+/// Issue 20: weight variants and checkpoints side by side are separate
+/// checkpoints: a folder opens the default one (`model.safetensors`), or
+/// names them all; a folder of pickle weights says so.
+#[test]
+fn issue20_variants_and_side_by_side_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let put = |name: &str, tensor: &str| {
+        let t = Owned::counting(tensor, Dtype::U8, &[4]);
+        write_file(d.join(name), &refs(std::slice::from_ref(&t)), None).unwrap();
+    };
+    put("model.fp16.safetensors", "w");
+    put("adapter_model.safetensors", "lora_A");
+    let err = shard_err(Checkpoint::open(d).unwrap_err());
+    assert_eq!(
+        err,
+        ShardError::SeveralCheckpoints("adapter_model.safetensors, model.fp16.safetensors".into())
+    );
+    put("model.safetensors", "w");
+    let opened = Checkpoint::open(d).unwrap();
+    assert_eq!(opened.files().len(), 1);
+    assert!(opened.files()[0].name().ends_with("/model.safetensors"));
+    assert_eq!(opened.names().collect::<Vec<_>>(), ["w"]);
+    // each can be opened by name
+    assert_eq!(
+        Checkpoint::open(d.join("adapter_model.safetensors"))
+            .unwrap()
+            .names()
+            .collect::<Vec<_>>(),
+        ["lora_A"]
+    );
+    // pickle weights only
+    let bin = tempfile::tempdir().unwrap();
+    std::fs::write(bin.path().join("pytorch_model.bin"), b"PK\x03\x04").unwrap();
+    std::fs::write(bin.path().join("config.json"), b"{}").unwrap();
+    let err = shard_err(Checkpoint::open(bin.path()).unwrap_err());
+    assert_eq!(err, ShardError::PickleWeights("pytorch_model.bin".into()));
 }
