@@ -28,12 +28,14 @@
 
 mod anomaly;
 mod entry;
+mod locate;
 mod read;
 mod spec;
 mod write;
 
 pub use anomaly::Anomaly;
 pub use entry::{Entry, Method};
+pub use locate::find_embedded;
 pub use read::{ZipArchive, ZipResult};
 pub use spec::crc32;
 pub use write::ZipWriter;

@@ -29,14 +29,19 @@
 #![deny(unsafe_code)]
 
 mod formats;
+mod gguf;
 mod globals;
+mod keras;
 mod options;
 mod pickle;
+mod protobuf;
 mod render;
 mod report;
 mod rules;
+mod savedmodel;
 mod scanner;
 mod severity;
+mod template;
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};

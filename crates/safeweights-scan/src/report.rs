@@ -35,6 +35,8 @@ pub enum Format {
     Gguf,
     /// ONNX (protobuf `ModelProto`).
     Onnx,
+    /// TensorFlow SavedModel (`saved_model.pb`) or frozen `GraphDef`.
+    SavedModel,
     /// Any other zip archive.
     Zip,
     /// tar archive.
@@ -65,6 +67,7 @@ impl Format {
             Format::Safetensors => "safetensors",
             Format::Gguf => "gguf",
             Format::Onnx => "onnx",
+            Format::SavedModel => "saved-model",
             Format::Zip => "zip",
             Format::Tar => "tar",
             Format::Gzip => "gzip",
@@ -92,6 +95,7 @@ impl Format {
                 | Format::Safetensors
                 | Format::Gguf
                 | Format::Onnx
+                | Format::SavedModel
         )
     }
 }
