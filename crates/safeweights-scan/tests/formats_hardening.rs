@@ -472,7 +472,7 @@ fn saved_model_graph_with_file_and_python_ops_is_flagged() {
         &[node_def("relu", "Relu", &["x"], None)],
     );
     let r = scan("saved_model.pb", &benign);
-    assert_eq!(r.files[0].format, Format::SavedModel, "{}", dump(&r));
+    assert_eq!(r.files[0].format.as_str(), "saved-model", "{}", dump(&r));
     assert_clean(&r);
 
     for (nodes, fnodes, op, sev) in [
@@ -527,7 +527,7 @@ fn saved_model_graph_with_file_and_python_ops_is_flagged() {
     ] {
         let f = saved_model(&nodes, &fnodes);
         let r = scan("saved_model.pb", &f);
-        assert_eq!(r.files[0].format, Format::SavedModel, "{}", dump(&r));
+        assert_eq!(r.files[0].format.as_str(), "saved-model", "{}", dump(&r));
         assert_has(&r, "savedmodel.op", sev);
         assert!(
             r.findings.iter().any(|x| x.what.contains(op)),
