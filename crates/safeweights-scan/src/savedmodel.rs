@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use crate::formats::path_escapes;
+use crate::paths::path_escapes;
 use crate::protobuf::{Field, Pb};
 use crate::severity::Severity;
 
@@ -168,21 +168,18 @@ fn graph<'a>(d: &'a [u8], base: u64, out: &mut Vec<Node<'a>>) -> Option<()> {
                 let lib_base = base + at as u64;
                 let mut l = Pb::new(lib);
                 while let Some(f) = l.next() {
-                    match f.ok()? {
-                        (1, Field::Bytes(func, fat)) => {
-                            let fb = lib_base + fat as u64;
-                            let mut fp = Pb::new(func);
-                            while let Some(f) = fp.next() {
-                                if let (3, Field::Bytes(b, nat)) = f.ok()? {
-                                    out.push(node(b, fb + nat as u64)?);
-                                }
+                    if let (1, Field::Bytes(func, fat)) = f.ok()? {
+                        let fb = lib_base + fat as u64;
+                        let mut fp = Pb::new(func);
+                        while let Some(f) = fp.next() {
+                            if let (3, Field::Bytes(b, nat)) = f.ok()? {
+                                out.push(node(b, fb + nat as u64)?);
                             }
                         }
-                        (_, _) => {}
                     }
                 }
             }
-            (3, Field::Varint(_)) | (4, Field::Bytes(..)) => {}
+            (3, Field::Varint(_)) | (4 | 5, Field::Bytes(..)) => {}
             _ => return None,
         }
     }

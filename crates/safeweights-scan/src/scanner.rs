@@ -768,7 +768,7 @@ impl<'o> Scanner<'o> {
             .tensors()
             .iter()
             .map(|t| t.name.as_str())
-            .filter(|n| formats::path_like_name(n))
+            .filter(|n| crate::paths::path_like_name(n))
             .collect();
         if let Some(first) = paths.first() {
             self.add(
@@ -838,7 +838,7 @@ impl<'o> Scanner<'o> {
 
     fn onnx(&mut self, data: &[u8], path: &[String]) {
         for (loc, off) in formats::onnx_external_locations(data) {
-            let mut escapes = formats::path_escapes(&loc);
+            let mut escapes = crate::paths::path_escapes(&loc);
             let mut how = "is absolute or climbs out with '..'";
             if !escapes && path.is_empty() {
                 if let Some(dir) = &self.dir {
@@ -908,7 +908,7 @@ impl<'o> Scanner<'o> {
                 path.pop();
                 break;
             }
-            if formats::path_escapes(&e.name) {
+            if crate::paths::path_escapes(&e.name) {
                 self.add(
                     path,
                     Severity::Medium,
@@ -922,7 +922,9 @@ impl<'o> Scanner<'o> {
                     None,
                 );
             }
-            if (e.kind == b'1' || e.kind == b'2') && formats::path_escapes_from(&e.name, &e.link) {
+            if (e.kind == b'1' || e.kind == b'2')
+                && crate::paths::path_escapes_from(&e.name, &e.link)
+            {
                 self.add(
                     path,
                     Severity::Medium,
