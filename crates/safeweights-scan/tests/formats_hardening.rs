@@ -672,3 +672,88 @@ fn tensor_names_that_look_like_paths_are_low() {
     let h = r#"{"model.layers.0/attn":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#;
     assert_clean(&scan("model.safetensors", &safetensors_raw(h, &[0; 4])));
 }
+
+// ---------- cross-check with the `gguf` package (llama.cpp's writer) ----------
+
+/// `$SAFEWEIGHTS_PYTHON` (else the workspace venv) when it has the `gguf` package.
+fn python_with_gguf() -> Option<std::path::PathBuf> {
+    let mut candidates = Vec::new();
+    if let Some(p) = std::env::var_os("SAFEWEIGHTS_PYTHON") {
+        candidates.push(std::path::PathBuf::from(p));
+    }
+    candidates
+        .push(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python"));
+    candidates.into_iter().find(|c| {
+        std::process::Command::new(c)
+            .args(["-c", "import gguf, numpy"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+}
+
+const WRITE_GGUF: &str = r#"
+import sys, numpy as np, gguf
+path, default, tool = sys.argv[1], sys.argv[2], sys.argv[3]
+w = gguf.GGUFWriter(path, "llama")
+w.add_block_count(1)
+w.add_tokenizer_model("gpt2")
+w.add_token_list(["<s>", "</s>", "hi"])
+w.add_token_types([3, 3, 1])
+w.add_token_scores([0.0, 0.0, -1.0])
+if tool:
+    w.add_chat_template([{"name": "default", "template": default}, {"name": "tool_use", "template": tool}])
+else:
+    w.add_chat_template(default)
+w.add_tensor("w", np.zeros(8, dtype=np.float32))
+w.write_header_to_file()
+w.write_kv_data_to_file()
+w.write_tensors_to_file()
+w.close()
+"#;
+
+#[test]
+#[allow(clippy::print_stderr)]
+fn gguf_files_written_by_llama_cpp_writer_are_judged() {
+    let Some(py) = python_with_gguf() else {
+        eprintln!("skipping: no Python with the gguf package (set SAFEWEIGHTS_PYTHON)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, default: &str, tool: &str| {
+        let p = dir.path().join(name);
+        let out = std::process::Command::new(&py)
+            .args(["-c", WRITE_GGUF, p.to_str().unwrap(), default, tool])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::read(p).unwrap()
+    };
+    for t in [LLAMA3, LLAMA31_TOOLS, CHATML, MISTRAL, QWEN_NS] {
+        let r = scan("ok.gguf", &write("ok.gguf", t, ""));
+        assert_eq!(r.files[0].format, Format::Gguf);
+        assert_clean(&r);
+    }
+    let r = scan("evil.gguf", &write("evil.gguf", EVIL_TEMPLATES[0].0, ""));
+    assert_has(&r, "template.python-internals", Severity::Critical);
+    // A named template (`tokenizer.chat_template.tool_use`) next to a clean default.
+    let r = scan(
+        "named.gguf",
+        &write("named.gguf", CHATML, EVIL_TEMPLATES[5].0),
+    );
+    assert_has(&r, "template.python-internals", Severity::Critical);
+    let f = r
+        .findings
+        .iter()
+        .find(|f| f.rule == "template.python-internals")
+        .unwrap();
+    assert!(
+        f.what.contains("tokenizer.chat_template.tool_use"),
+        "{}",
+        f.what
+    );
+    assert!(!has(&r, "gguf.malformed", Severity::Info), "{}", dump(&r));
+}
