@@ -396,6 +396,17 @@ impl<'o> Scanner<'o> {
                 }
             }
         }
+        // Keras configs outside a `.keras` zip: a loose `config.json`, the
+        // `keras_metadata.pb` of a SavedModel folder.
+        if self.has_keras_config(data) {
+            self.keras_text(data, path, "Keras config");
+        }
+    }
+
+    /// Whether `data` holds a Keras config object (searched within the limit).
+    fn has_keras_config(&self, data: &[u8]) -> bool {
+        let max = usize::try_from(self.opts.limits.max_search_bytes).unwrap_or(usize::MAX);
+        memchr::memmem::find(&data[..data.len().min(max)], b"{\"class_name\"").is_some()
     }
 
     /// Judges one Jinja template; `base` is its offset in the blob (or where it is named).
@@ -455,6 +466,10 @@ impl<'o> Scanner<'o> {
     }
 
     fn saved_model(&mut self, data: &[u8], path: &[String]) {
+        // Keras SavedModels carry their layer configs as JSON in the object graph.
+        if self.has_keras_config(data) {
+            self.keras_text(data, path, "Keras config in the SavedModel");
+        }
         let hits = crate::savedmodel::judge(data);
         // One finding per op, naming its first node and how many use it.
         let mut seen: Vec<(String, usize)> = Vec::new();
@@ -761,7 +776,7 @@ impl<'o> Scanner<'o> {
     ///
     /// Tensor payloads are read only where a stored archive would show: the
     /// first and last bytes of every tensor (a zip starts with a local header
-    /// and ends with its end record), and the whole of byte-typed tensors
+    /// and ends with its end record), and the whole of 1-D byte tensors
     /// (`U8`, `I8`, `BOOL`, where files get stored) within `max_search_bytes`.
     fn tensors(&mut self, h: &Header, data: &[u8], path: &mut Vec<String>, depth: usize) {
         let paths: Vec<&str> = h
@@ -796,10 +811,13 @@ impl<'o> Scanner<'o> {
             let Some(bytes) = data.get(b..e) else {
                 continue;
             };
-            let byte_typed = matches!(
-                t.dtype,
-                safeweights::Dtype::U8 | safeweights::Dtype::I8 | safeweights::Dtype::BOOL
-            );
+            // Files stored as tensors are 1-D byte arrays (packed quantized
+            // weights, also U8, are 2-D and are not searched).
+            let byte_typed = t.shape.len() == 1
+                && matches!(
+                    t.dtype,
+                    safeweights::Dtype::U8 | safeweights::Dtype::I8 | safeweights::Dtype::BOOL
+                );
             let mut found = Vec::new();
             if bytes.starts_with(b"PK\x03\x04")
                 || bytes.len() >= 22 && bytes[bytes.len() - 22..].starts_with(b"PK\x05\x06")

@@ -535,6 +535,32 @@ fn saved_model_graph_with_file_and_python_ops_is_flagged() {
             dump(&r)
         );
     }
+    // Keras layer configs of a SavedModel folder: in `keras_metadata.pb`
+    // (protobuf strings holding JSON) and in the object graph of saved_model.pb.
+    let layer = serde_json::json!({"class_name": "TFOpLambda", "config": {"name": "r", "function": "io.read_file"}});
+    let mut meta = Vec::new();
+    let mut obj = Vec::new();
+    pb(&mut obj, 5, layer.to_string().as_bytes());
+    pb(&mut meta, 1, &obj);
+    assert_has(
+        &scan("keras_metadata.pb", &meta),
+        "keras.tfoplambda",
+        Severity::High,
+    );
+    let mut sm = saved_model(&[node_def("x", "Placeholder", &[], None)], &[]);
+    let mut meta_graph = Vec::new();
+    pb(&mut meta_graph, 7, &obj);
+    pb(&mut sm, 2, &meta_graph);
+    let r = scan("saved_model.pb", &sm);
+    assert_eq!(r.files[0].format.as_str(), "saved-model", "{}", dump(&r));
+    assert_has(&r, "keras.tfoplambda", Severity::High);
+    // A loose Keras config.json is judged too.
+    let cfg = functional(vec![dense(serde_json::json!("os.system"))]).to_string();
+    assert_has(
+        &scan("config.json", cfg.as_bytes()),
+        "keras.custom-object",
+        Severity::Critical,
+    );
     // A SavedModel inside a zip is found by content, whatever its name.
     let f = saved_model(&[node_def("leak", "ReadFile", &["p"], None)], &[]);
     let z = zip(&[("export/variables/blob", &f[..])]);
