@@ -48,8 +48,18 @@ const TF_FILE_FUNCTIONS: &[&str] = &[
     "printv2",
 ];
 
-/// Module prefixes whose objects Keras itself provides.
-const KERAS_MODULES: &[&str] = &["keras", "tf_keras", "tensorflow", "builtins"];
+/// Module prefixes whose objects Keras itself, or its official model
+/// libraries (KerasHub presets), provide.
+const KERAS_MODULES: &[&str] = &[
+    "keras",
+    "tf_keras",
+    "tensorflow",
+    "builtins",
+    "keras_hub",
+    "keras_nlp",
+    "keras_cv",
+    "keras_rs",
+];
 
 /// Keras helpers that fetch or write files.
 const KERAS_FILE_HELPERS: &[&str] = &[
@@ -62,6 +72,9 @@ const KERAS_FILE_HELPERS: &[&str] = &[
     "keras.saving.load_model",
     "keras.src.saving.saving_api.load_model",
     "keras.layers.TFSMLayer",
+    // Loads a SavedModel from a path or URL, like TFSMLayer.
+    "tensorflow_hub.KerasLayer",
+    "tensorflow_hub.keras_layer.KerasLayer",
 ];
 
 /// Judges a dotted Python name (`os.system`) as the pickle table does.
@@ -259,6 +272,10 @@ mod tests {
         assert_eq!(judge(&bad)[0].severity, Severity::High);
         let bad = json!({"module": "builtins", "class_name": "function", "config": "exec"});
         assert_eq!(judge(&bad)[0].severity, Severity::Critical);
+        let hub = json!({"module": "keras_hub.src.models.gemma.gemma_backbone", "class_name": "GemmaBackbone", "registered_name": "keras_hub>GemmaBackbone", "config": {}});
+        assert!(judge(&hub).is_empty());
+        let tfhub = json!({"module": "tensorflow_hub.keras_layer", "class_name": "KerasLayer", "config": {"handle": "https://x"}});
+        assert_eq!(judge(&tfhub)[0].severity, Severity::High);
         let custom = json!({"module": "my_pkg.layers", "class_name": "Block", "registered_name": "my_pkg>Block"});
         assert_eq!(judge(&custom)[0].severity, Severity::Medium);
     }
