@@ -363,43 +363,39 @@ impl<'o> Scanner<'o> {
         let name = self.name(path);
         if name.to_ascii_lowercase().ends_with(".jinja") {
             let text = String::from_utf8_lossy(data).into_owned();
-            self.template(&text, "template file", 0, path);
+            self.template(&text, "template file", Some(0), path);
             return;
         }
-        let start = data
-            .iter()
-            .position(|c| !c.is_ascii_whitespace())
-            .unwrap_or(data.len());
-        if data.get(start) == Some(&b'{') {
-            if let Some(key) = memchr::memmem::find(data, b"\"chat_template\"") {
-                if let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) {
-                    match v.get("chat_template") {
-                        Some(serde_json::Value::String(t)) => {
-                            self.template(t, "chat_template", key as u64, path);
-                        }
-                        Some(serde_json::Value::Array(list)) => {
-                            for item in list {
-                                if let Some(t) = item.get("template").and_then(|t| t.as_str()) {
-                                    let n =
-                                        item.get("name").and_then(|n| n.as_str()).unwrap_or("?");
-                                    self.template(
-                                        t,
-                                        &format!("chat_template {n:?}"),
-                                        key as u64,
-                                        path,
-                                    );
-                                }
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-            }
-        }
+        self.json_templates(data, path);
         // Keras configs outside a `.keras` zip: a loose `config.json`, the
         // `keras_metadata.pb` of a SavedModel folder.
         if self.has_keras_config(data) {
             self.keras_text(data, path, "Keras config");
+        }
+    }
+
+    /// `chat_template` of a JSON config (`tokenizer_config.json`,
+    /// `chat_template.json`, `processor_config.json`): one template, or a
+    /// list of named ones.
+    fn json_templates(&mut self, data: &[u8], path: &[String]) {
+        let first = data.iter().find(|c| !c.is_ascii_whitespace());
+        if first != Some(&b'{') || memchr::memmem::find(data, b"\"chat_template\"").is_none() {
+            return;
+        }
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) else {
+            return;
+        };
+        match v.get("chat_template") {
+            Some(serde_json::Value::String(t)) => self.template(t, "chat_template", None, path),
+            Some(serde_json::Value::Array(list)) => {
+                for item in list {
+                    if let Some(t) = item.get("template").and_then(|t| t.as_str()) {
+                        let n = item.get("name").and_then(|n| n.as_str()).unwrap_or("?");
+                        self.template(t, &format!("chat_template {n:?}"), None, path);
+                    }
+                }
+            }
+            _ => {}
         }
     }
 
@@ -409,8 +405,10 @@ impl<'o> Scanner<'o> {
         memchr::memmem::find(&data[..data.len().min(max)], b"{\"class_name\"").is_some()
     }
 
-    /// Judges one Jinja template; `base` is its offset in the blob (or where it is named).
-    fn template(&mut self, text: &str, what: &str, base: u64, path: &[String]) {
+    /// Judges one Jinja template; `base` is the offset of its text in the
+    /// blob, `None` where the text is decoded (a JSON string) and offsets
+    /// into it are not offsets into the file.
+    fn template(&mut self, text: &str, what: &str, base: Option<u64>, path: &[String]) {
         let hits = crate::template::judge(text);
         let Some(worst) = hits
             .iter()
@@ -434,7 +432,7 @@ impl<'o> Scanner<'o> {
             RuleId::TemplatePythonInternals,
             format!("{what} {how}: {}: `{}`{more}", worst.what, worst.snippet),
             "chat templates are rendered when the model is used; sandbox escapes through Python internals run arbitrary code",
-            Some(base + worst.offset as u64),
+            base.map(|b| b + worst.offset as u64),
             None,
         );
     }
@@ -447,7 +445,7 @@ impl<'o> Scanner<'o> {
                 self.template(
                     &s.value,
                     &format!("GGUF metadata {}", s.key),
-                    s.offset,
+                    Some(s.offset),
                     path,
                 );
             }
