@@ -783,3 +783,82 @@ fn gguf_files_written_by_llama_cpp_writer_are_judged() {
     );
     assert!(!has(&r, "gguf.malformed", Severity::Info), "{}", dump(&r));
 }
+
+// ---------- the new readers never panic ----------
+
+fn hardening_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let evil = p0_call("os", "system", "id");
+    let mut zl = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut zl, &evil).unwrap();
+    let mut lz = Vec::new();
+    lzma_rs::lzma_compress(&mut &evil[..], &mut lz).unwrap();
+    let cfg =
+        serde_json::json!({"chat_template": [{"name": "x", "template": EVIL_TEMPLATES[1].0}]});
+    vec![
+        (
+            "a.gguf",
+            gguf(&[("tokenizer.chat_template", EVIL_TEMPLATES[0].0)]),
+        ),
+        (
+            "saved_model.pb",
+            saved_model(
+                &[
+                    node_def("f", "Const", &[], Some("/x")),
+                    node_def("s", "SaveV2", &["f"], None),
+                ],
+                &[node_def("r", "ReadFile", &["f"], None)],
+            ),
+        ),
+        (
+            "m.keras",
+            keras_zip(&functional(vec![dense(serde_json::json!("os.system"))])),
+        ),
+        ("m.safetensors", safetensors_ending_with_zip(&evil)),
+        ("x.z", zl.finish().unwrap()),
+        ("x.lzma", lz),
+        ("tokenizer_config.json", cfg.to_string().into_bytes()),
+        (
+            "chat_template.jinja",
+            EVIL_TEMPLATES[3].0.as_bytes().to_vec(),
+        ),
+    ]
+}
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+    use safeweights_scan::Limits;
+
+    fn opts() -> ScanOptions {
+        ScanOptions::new().limits(Limits {
+            max_expanded_bytes: 1 << 20,
+            ..Limits::default()
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1500, ..ProptestConfig::default() })]
+
+        #[test]
+        fn mutated_hardening_seeds_never_panic(
+            which in 0usize..8,
+            edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8),
+            cut in any::<usize>(),
+        ) {
+            let (name, mut d) = hardening_seeds().swap_remove(which);
+            for (pos, b) in edits {
+                let n = d.len();
+                d[pos % n] = b;
+            }
+            let keep = d.len() - cut % (d.len() / 4 + 1);
+            d.truncate(keep);
+            let r = scan_bytes(name, &d, &opts());
+            let _ = safeweights_scan::render_sarif(&r);
+        }
+
+        #[test]
+        fn arbitrary_templates_never_panic(t in "[{}%#'\"\\\\x5f_a-z.|~()\\[\\] -]{0,200}") {
+            let _ = scan_bytes("chat_template.jinja", t.as_bytes(), &opts());
+        }
+    }
+}
