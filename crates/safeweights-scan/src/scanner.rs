@@ -142,6 +142,9 @@ impl<'o> Scanner<'o> {
             size: data.len() as u64,
         });
         let mut fmt = sniff(data);
+        // A zip already found (and scanned) inside a tensor or in trailing
+        // bytes is not reported again as the file's own polyglot.
+        let mut zip_scanned = false;
         fmt = match fmt {
             Format::Zip => self.zip(data, path, depth),
             Format::Tar => {
@@ -178,7 +181,7 @@ impl<'o> Scanner<'o> {
                 fmt
             }
             Format::Safetensors => {
-                self.safetensors(data, path, depth);
+                zip_scanned = self.safetensors(data, path, depth);
                 fmt
             }
             Format::Pickle => self.pickle(data, path, pickle::Context::default(), true),
@@ -206,7 +209,9 @@ impl<'o> Scanner<'o> {
         };
         self.report.files[idx].format = fmt;
         self.claims(fmt, path);
-        self.hidden_zip(fmt, data, path, depth);
+        if !zip_scanned {
+            self.hidden_zip(fmt, data, path, depth);
+        }
         self.policy(fmt, path, in_weights);
     }
 
@@ -669,7 +674,11 @@ impl<'o> Scanner<'o> {
         }
     }
 
-    fn safetensors(&mut self, data: &[u8], path: &mut Vec<String>, depth: usize) {
+    /// Judges a safetensors file; true when what follows the header was
+    /// already searched for a zip (a tensor holds one, or trailing bytes were
+    /// scanned).
+    fn safetensors(&mut self, data: &[u8], path: &mut Vec<String>, depth: usize) -> bool {
+        let mut scanned = false;
         let strict = ParseOptions::strict();
         let mut err = Header::parse_file_bytes(data, &strict).err();
         if let Some(HeaderError::DuplicateKey { key, scope }) = &err {
@@ -690,7 +699,7 @@ impl<'o> Scanner<'o> {
         match err {
             None | Some(HeaderError::DuplicateKey { .. }) => {
                 if let Ok(h) = Header::parse_file_bytes(data, &ParseOptions::lenient()) {
-                    self.tensors(&h, data, path, depth);
+                    scanned = self.tensors(&h, data, path, depth);
                 }
             }
             Some(HeaderError::TrailingBytes { expected, actual }) => {
@@ -710,6 +719,7 @@ impl<'o> Scanner<'o> {
                 );
                 if let Some(tail) = usize::try_from(start).ok().and_then(|s| data.get(s..)) {
                     self.recurse(tail, path, format!("<trailing@{start}>"), depth, false);
+                    scanned = true;
                 }
             }
             Some(e) => {
@@ -724,6 +734,7 @@ impl<'o> Scanner<'o> {
                 );
             }
         }
+        scanned
     }
 
     /// The 8-byte length prefix of a safetensors file also reads as a pickle:
@@ -776,7 +787,8 @@ impl<'o> Scanner<'o> {
     /// first and last bytes of every tensor (a zip starts with a local header
     /// and ends with its end record), and the whole of 1-D byte tensors
     /// (`U8`, `I8`, `BOOL`, where files get stored) within `max_search_bytes`.
-    fn tensors(&mut self, h: &Header, data: &[u8], path: &mut Vec<String>, depth: usize) {
+    fn tensors(&mut self, h: &Header, data: &[u8], path: &mut Vec<String>, depth: usize) -> bool {
+        let mut any = false;
         let paths: Vec<&str> = h
             .tensors()
             .iter()
@@ -798,7 +810,7 @@ impl<'o> Scanner<'o> {
             );
         }
         let Ok(start) = usize::try_from(h.data_start()) else {
-            return;
+            return false;
         };
         let mut budget = self.opts.limits.max_search_bytes;
         for t in h.tensors() {
@@ -820,16 +832,16 @@ impl<'o> Scanner<'o> {
             if bytes.starts_with(b"PK\x03\x04")
                 || bytes.len() >= 22 && bytes[bytes.len() - 22..].starts_with(b"PK\x05\x06")
             {
+                // A whole archive in the tensor; one that starts in another
+                // tensor is the file's polyglot, found from the file's end.
                 found = safeweights_archive::zip::find_embedded(bytes);
-                if found.is_empty() && ZipArchive::inspect(SliceSource::new(bytes)).is_ok() {
-                    found.push(0..bytes.len());
-                }
             } else if byte_typed && (bytes.len() as u64) <= budget {
                 budget -= bytes.len() as u64;
                 if memchr::memmem::find(bytes, b"PK\x05\x06").is_some() {
                     found = safeweights_archive::zip::find_embedded(bytes);
                 }
             }
+            any |= !found.is_empty();
             for r in found {
                 let at = (b + r.start) as u64;
                 self.add(
@@ -850,6 +862,7 @@ impl<'o> Scanner<'o> {
                 }
             }
         }
+        any
     }
 
     fn onnx(&mut self, data: &[u8], path: &[String]) {

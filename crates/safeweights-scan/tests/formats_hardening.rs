@@ -598,6 +598,33 @@ fn safetensors_that_is_also_a_zip_holding_a_pickle_is_flagged() {
 }
 
 #[test]
+fn safetensors_whose_tensors_together_form_a_zip_is_flagged() {
+    // The archive starts in one float tensor and ends in the next: no single
+    // tensor holds it, the file's end still makes it a zip.
+    let z = zip(&[("archive/data.pkl", &p0_call("os", "system", "id")[..])]);
+    let mut data = vec![0u8; 8];
+    data.extend_from_slice(&z);
+    while data.len() % 8 != 0 {
+        data.insert(0, 0);
+    }
+    let half = data.len() / 2;
+    let header = format!(
+        r#"{{"a":{{"dtype":"F32","shape":[{}],"data_offsets":[0,{half}]}},"b":{{"dtype":"F32","shape":[{}],"data_offsets":[{half},{}]}}}}"#,
+        half / 4,
+        (data.len() - half) / 4,
+        data.len()
+    );
+    let r = scan("model.safetensors", &safetensors_raw(&header, &data));
+    assert!(
+        !has(&r, "safetensors.invalid", Severity::Info),
+        "{}",
+        dump(&r)
+    );
+    assert_has(&r, "polyglot.zip", Severity::High);
+    assert_has(&r, "pickle.global.critical", Severity::Critical);
+}
+
+#[test]
 fn zip_stored_inside_a_tensor_is_found() {
     // The zip sits in the middle of a float tensor's bytes is not searched;
     // at the start of any tensor, or anywhere in a byte tensor, it is.
