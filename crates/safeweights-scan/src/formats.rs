@@ -91,6 +91,18 @@ pub(crate) fn claimed(name: &str) -> Option<(&'static str, &'static [Format])> {
     })
 }
 
+/// Whether an archive member that its first bytes do not identify is still
+/// read whole: compressed streams, and files that carry templates or configs
+/// by name (`*.json`, `*.jinja`, TensorFlow `*.pb`).
+pub(crate) fn worth_reading(name: &str, head: &[u8]) -> bool {
+    let n = name.to_ascii_lowercase();
+    n.ends_with(".json")
+        || n.ends_with(".jinja")
+        || n.ends_with(".pb")
+        || looks_like_zlib(head)
+        || looks_like_lzma_alone(head)
+}
+
 /// A raw zlib stream header (RFC 1950: deflate, window <= 32K, check bits).
 pub(crate) fn looks_like_zlib(data: &[u8]) -> bool {
     match data {

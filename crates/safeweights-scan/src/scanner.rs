@@ -970,8 +970,10 @@ impl<'o> Scanner<'o> {
             }
             let (s, n) = (e.offset as usize, e.size as usize);
             let content = &data[s..s + n];
-            if sniff(&content[..content.len().min(SNIFF)]) != Format::Unknown
+            let head = &content[..content.len().min(SNIFF)];
+            if sniff(head) != Format::Unknown
                 || content.len() <= SNIFF
+                || formats::worth_reading(&e.name, head)
             {
                 self.recurse(content, path, e.name, depth, false);
             }
@@ -1101,7 +1103,10 @@ impl<'o> Scanner<'o> {
                 Err(_) => continue, // reported as an anomaly already
             };
             let f = sniff(&head);
-            if f == Format::Unknown && !(head.len() < SNIFF && (e.size as usize) <= SNIFF) {
+            if f == Format::Unknown
+                && !(head.len() < SNIFF && (e.size as usize) <= SNIFF)
+                && !formats::worth_reading(&e.name, &head)
+            {
                 continue;
             }
             if f == Format::Unknown && head.is_empty() {

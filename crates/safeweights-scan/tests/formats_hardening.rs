@@ -185,6 +185,14 @@ fn tokenizer_config_and_jinja_templates_are_judged() {
     .to_string();
     std::fs::write(dir.path().join("processor_config.json"), named).unwrap();
     std::fs::write(dir.path().join("chat_template.jinja"), EVIL_TEMPLATES[1].0).unwrap();
+    // Large configs inside an archive are read by their name.
+    let big = serde_json::json!({"pad": "x".repeat(10_000), "chat_template": evil}).to_string();
+    let z = zip(&[("repo/tokenizer_config.json", big.as_bytes())]);
+    assert_has(
+        &scan("repo.zip", &z),
+        "template.python-internals",
+        Severity::Critical,
+    );
     let r = scan_paths(&[dir.path()], &ScanOptions::new());
     let hits: Vec<_> = r
         .findings
@@ -565,6 +573,20 @@ fn saved_model_graph_with_file_and_python_ops_is_flagged() {
     let f = saved_model(&[node_def("leak", "ReadFile", &["p"], None)], &[]);
     let z = zip(&[("export/variables/blob", &f[..])]);
     assert_has(&scan("export.zip", &z), "savedmodel.op", Severity::High);
+    // A large one (its first bytes alone do not parse) is read by its name,
+    // in zip and tar archives.
+    let big_const = "x".repeat(10_000);
+    let f = saved_model(
+        &[
+            node_def("c", "Const", &[], Some(&big_const)),
+            node_def("leak", "ReadFile", &["c"], None),
+        ],
+        &[],
+    );
+    let z = zip(&[("export/saved_model.pb", &f[..])]);
+    assert_has(&scan("export.zip", &z), "savedmodel.op", Severity::High);
+    let t = tar(&[("export/saved_model.pb", &f[..])]);
+    assert_has(&scan("export.tar", &t), "savedmodel.op", Severity::High);
 }
 
 // ---------- polyglots and hidden containers ----------
@@ -703,6 +725,14 @@ fn raw_zlib_and_lzma_streams_holding_pickles_are_scanned() {
         .files
         .iter()
         .any(|f| f.member.as_deref() == Some("<lzma>")));
+    // Inside an archive, also when larger than what identifies a member.
+    let big = p0_call("os", "system", &"A".repeat(20_000));
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::none());
+    std::io::Write::write_all(&mut z, &big).unwrap();
+    let z = z.finish().unwrap();
+    assert!(z.len() > 4096);
+    let r = scan("bundle.zip", &zip(&[("model.pkl.z", &z[..])]));
+    assert_has(&r, "pickle.global.critical", Severity::Critical);
     // A benign compressed pickle stays at info.
     let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
     std::io::Write::write_all(&mut z, &benign_p2()).unwrap();
