@@ -329,7 +329,10 @@ impl<'o> Scanner<'o> {
                 ),
                 &mut out,
             );
-            if r.is_ok() && !out.is_empty() {
+            // A broken stream still yields what a streaming reader (joblib's
+            // zlib file) hands the unpickler before the error: scanned when
+            // it is something.
+            if !out.is_empty() && (r.is_ok() || sniff(&out) != Format::Unknown) {
                 if out.len() as u64 > limit {
                     self.limit_expanded(path);
                 } else {
@@ -359,7 +362,7 @@ impl<'o> Scanner<'o> {
                 self.limit_expanded(path);
                 return;
             }
-            if r.is_ok() || !out.buf.is_empty() {
+            if !out.buf.is_empty() && (r.is_ok() || sniff(&out.buf) != Format::Unknown) {
                 self.expanded += out.buf.len() as u64;
                 self.recurse(&out.buf, path, "<lzma>".into(), depth, false);
                 return;
@@ -373,8 +376,11 @@ impl<'o> Scanner<'o> {
         }
         self.json_templates(data, path);
         // Keras configs outside a `.keras` zip: a loose `config.json`, the
-        // `keras_metadata.pb` of a SavedModel folder.
-        if self.has_keras_config(data) {
+        // `keras_metadata.pb` of a SavedModel folder. Other unknown files
+        // (raw weights, tokenizer models) are not searched.
+        let lower = name.to_ascii_lowercase();
+        let json = data.iter().find(|c| !c.is_ascii_whitespace()) == Some(&b'{');
+        if (json || lower.ends_with(".pb")) && self.has_keras_config(data) {
             self.keras_text(data, path, "Keras config");
         }
     }

@@ -733,6 +733,16 @@ fn raw_zlib_and_lzma_streams_holding_pickles_are_scanned() {
     assert!(z.len() > 4096);
     let r = scan("bundle.zip", &zip(&[("model.pkl.z", &z[..])]));
     assert_has(&r, "pickle.global.critical", Severity::Critical);
+    // A truncated stream: what decodes before the break is still scanned.
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::none());
+    std::io::Write::write_all(&mut z, &big).unwrap();
+    let mut z = z.finish().unwrap();
+    z.truncate(z.len() - 100);
+    assert_has(
+        &scan("cut.pkl.z", &z),
+        "pickle.global.critical",
+        Severity::Critical,
+    );
     // A benign compressed pickle stays at info.
     let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
     std::io::Write::write_all(&mut z, &benign_p2()).unwrap();
