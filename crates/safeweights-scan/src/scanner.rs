@@ -746,21 +746,28 @@ impl<'o> Scanner<'o> {
     /// The 8-byte length prefix of a safetensors file also reads as a pickle:
     /// a pickle loader handed the file reads that, so it is judged too.
     fn pickle_prefix(&mut self, data: &[u8], path: &mut Vec<String>, valid: bool) {
-        path.push("<as-pickle>".into());
-        let idx = self.report.files.len();
-        self.report.files.push(ScannedFile {
-            file: self.file.clone(),
-            member: join(path),
-            format: Format::Pickle,
-            size: data.len() as u64,
-        });
         let res = pickle::scan(data, Walk::Pickles(1), &pickle::Context::default());
-        let first = res.consumed;
         let raws: Vec<RawFinding> = res
             .findings
             .into_iter()
             .filter(|f| f.rule != RuleId::PickleMalformed || !valid)
             .collect();
+        // A prefix that breaks before its STOP (`\x80\x02` then zeros, for a
+        // 640-byte header) is no pickle a loader reads.
+        if res.pickles == 0 && raws.is_empty() {
+            return;
+        }
+        path.push("<as-pickle>".into());
+        self.report.files.push(ScannedFile {
+            file: self.file.clone(),
+            member: join(path),
+            format: if res.pickles > 0 {
+                Format::Pickle
+            } else {
+                Format::Unknown
+            },
+            size: data.len() as u64,
+        });
         let worst = raws.iter().map(|f| f.severity).max();
         self.add_raw(path, raws, 0);
         if worst.is_none_or(|w| w < Severity::Low) {
@@ -769,9 +776,8 @@ impl<'o> Scanner<'o> {
                 Severity::Low,
                 RuleId::FormatAmbiguous,
                 format!(
-                    "the safetensors length prefix also reads as a pickle ({} bytes, {})",
-                    first.max(1),
-                    if res.pickles > 0 { "complete" } else { "broken" }
+                    "the safetensors length prefix also reads as a complete pickle ({} bytes)",
+                    res.consumed
                 ),
                 "torch.load and pickle.load read the same file as a pickle; what they read was judged as one",
                 Some(0),
@@ -779,11 +785,6 @@ impl<'o> Scanner<'o> {
             );
         }
         path.pop();
-        self.report.files[idx].format = if res.pickles > 0 {
-            Format::Pickle
-        } else {
-            Format::Unknown
-        };
     }
 
     /// Tensor-level checks of a valid safetensors file: names that look like

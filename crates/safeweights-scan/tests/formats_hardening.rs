@@ -280,6 +280,16 @@ fn safetensors_length_prefix_that_reads_as_pickle_is_judged_by_both_readers() {
         dump(&r)
     );
     assert_has(&r, "format.ambiguous", Severity::Low);
+    // A 640-byte header starts `\x80\x02` (PROTO 2), then zeros: no pickle.
+    let mut header = r#"{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#.to_string();
+    while header.len() < 640 {
+        header.push(' ');
+    }
+    let f = safetensors_raw(&header, &[0; 4]);
+    assert_eq!(&f[..2], b"\x80\x02");
+    let r = scan("ok.safetensors", &f);
+    assert_eq!(r.files.len(), 1, "{}", dump(&r));
+    assert!(r.findings.is_empty(), "{}", dump(&r));
     // An ordinary header length does not read as a pickle.
     let st = safetensors_raw(
         r#"{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#,
