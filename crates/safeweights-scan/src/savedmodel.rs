@@ -213,7 +213,8 @@ fn nodes(data: &[u8]) -> Option<Vec<Node<'_>>> {
                     _ => return None,
                 }
             }
-            (metas > 0).then_some(out)
+            // A graph with no node at all is no evidence of a TensorFlow file.
+            (metas > 0 && !out.is_empty()).then_some(out)
         }
         0x0a => {
             graph(data, 0, &mut out)?;
@@ -223,7 +224,8 @@ fn nodes(data: &[u8]) -> Option<Vec<Node<'_>>> {
     }
 }
 
-/// Whether `data` is a TensorFlow SavedModel or frozen graph.
+/// Whether `data` is a TensorFlow SavedModel or frozen graph: the whole of it
+/// parses as one, with at least one node whose op is a name.
 pub(crate) fn looks_like_graph(data: &[u8]) -> bool {
     nodes(data).is_some()
 }
