@@ -28,6 +28,7 @@
 
 mod anomaly;
 mod entry;
+mod locate;
 mod member;
 mod read;
 mod spec;
@@ -35,6 +36,7 @@ mod write;
 
 pub use anomaly::Anomaly;
 pub use entry::{Entry, Method};
+pub use locate::find_embedded;
 pub use member::MemberReader;
 pub use read::{ZipArchive, ZipResult};
 pub use spec::crc32;

@@ -52,9 +52,9 @@ pub(crate) enum DecompressError {
     /// It expands past the budget.
     #[error("expands past the size limit")]
     TooBig,
-    /// It is broken.
+    /// It is broken: why, and what decoded before the break.
     #[error("{0}")]
-    Corrupt(String),
+    Corrupt(String, Vec<u8>),
 }
 
 /// Bytes of the joblib `ZF` header: `ZF` and `hex(2**64)` (19 characters).
@@ -140,7 +140,7 @@ fn read_bounded(mut r: impl Read, limit: u64) -> Result<Vec<u8>, DecompressError
     match n {
         Ok(_) if out.len() as u64 > limit => Err(DecompressError::TooBig),
         Ok(_) => Ok(out),
-        Err(e) => Err(DecompressError::Corrupt(e.to_string())),
+        Err(e) => Err(DecompressError::Corrupt(e.to_string(), out)),
     }
 }
 
@@ -174,11 +174,16 @@ pub(crate) fn decompress(kind: Kind, data: &[u8], limit: u64) -> Result<Vec<u8>,
             match r {
                 _ if out.over => Err(DecompressError::TooBig),
                 Ok(()) => Ok(out.buf),
-                Err(e) => Err(DecompressError::Corrupt(match e {
-                    lzma_rs::error::Error::IoError(e)
-                    | lzma_rs::error::Error::HeaderTooShort(e) => e.to_string(),
-                    lzma_rs::error::Error::LzmaError(m) | lzma_rs::error::Error::XzError(m) => m,
-                })),
+                Err(e) => Err(DecompressError::Corrupt(
+                    match e {
+                        lzma_rs::error::Error::IoError(e)
+                        | lzma_rs::error::Error::HeaderTooShort(e) => e.to_string(),
+                        lzma_rs::error::Error::LzmaError(m) | lzma_rs::error::Error::XzError(m) => {
+                            m
+                        }
+                    },
+                    out.buf,
+                )),
             }
         }
     }
@@ -220,7 +225,7 @@ mod tests {
         assert_eq!(decompress(Kind::Xz, &x, 1000), Err(DecompressError::TooBig));
         assert!(matches!(
             decompress(Kind::Xz, &x[..x.len() / 2], 1 << 20),
-            Err(DecompressError::Corrupt(_))
+            Err(DecompressError::Corrupt(..))
         ));
     }
 }

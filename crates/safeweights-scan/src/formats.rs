@@ -1,6 +1,7 @@
 //! Identification by content, and the small per-format checks (npy header,
 //! Keras config text, ONNX protobuf walk).
 
+use crate::protobuf::{Field, Pb};
 use crate::report::Format;
 
 /// HDF5 signature (at 0, 512, 1024, 2048... when a user block precedes it).
@@ -46,6 +47,9 @@ pub(crate) fn sniff(data: &[u8]) -> Format {
     if looks_like_onnx(data) {
         return Format::Onnx;
     }
+    if crate::savedmodel::looks_like_graph(data) {
+        return Format::SavedModel;
+    }
     Format::Unknown
 }
 
@@ -71,6 +75,63 @@ pub(crate) fn looks_like_safetensors(data: &[u8]) -> bool {
     (2..=safeweights::MAX_HEADER_LEN).contains(&n)
         && n.saturating_add(8) <= data.len() as u64
         && data.get(8) == Some(&b'{')
+}
+
+/// The format a file name claims by its extension, and what the name says.
+pub(crate) fn claimed(name: &str) -> Option<(&'static str, &'static [Format])> {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
+    let ext = base.rsplit_once('.')?.1.to_ascii_lowercase();
+    Some(match ext.as_str() {
+        "safetensors" => ("safetensors", &[Format::Safetensors]),
+        "gguf" => ("GGUF", &[Format::Gguf]),
+        "onnx" => ("ONNX", &[Format::Onnx]),
+        // Keras loads a `.keras` zip as Keras 3, anything else as legacy HDF5.
+        "keras" => ("Keras", &[Format::Keras, Format::Hdf5]),
+        _ => return None,
+    })
+}
+
+/// Whether an archive member that its first bytes do not identify is still
+/// read whole: compressed streams, and files that carry templates or configs
+/// by name (`*.json`, `*.jinja`, TensorFlow `*.pb`).
+pub(crate) fn worth_reading(name: &str, head: &[u8]) -> bool {
+    let n = name.to_ascii_lowercase();
+    n.ends_with(".json")
+        || n.ends_with(".jinja")
+        || n.ends_with(".pb")
+        || looks_like_zlib(head)
+        || looks_like_lzma_alone(head)
+}
+
+/// A raw zlib stream header (RFC 1950: deflate, window <= 32K, check bits).
+pub(crate) fn looks_like_zlib(data: &[u8]) -> bool {
+    match data {
+        [cmf, flg, ..] => {
+            cmf & 0x0f == 8
+                && cmf >> 4 <= 7
+                && (u16::from(*cmf) << 8 | u16::from(*flg)) % 31 == 0
+                && flg & 0x20 == 0
+        }
+        _ => false,
+    }
+}
+
+/// A legacy `.lzma` ("LZMA alone") header: properties byte, a dictionary
+/// size, and an unpacked size that is unknown (all ones) or plausible.
+pub(crate) fn looks_like_lzma_alone(data: &[u8]) -> bool {
+    let Some(h) = data.get(..13) else {
+        return false;
+    };
+    let props = h[0];
+    let dict = u32::from_le_bytes([h[1], h[2], h[3], h[4]]);
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&h[5..13]);
+    let size = u64::from_le_bytes(a);
+    props < 225
+        && props == 0x5d
+        && (dict.is_power_of_two() || dict == u32::MAX)
+        && dict >= 1 << 12
+        && (size == u64::MAX || size < 1 << 40)
 }
 
 /// Parsed `.npy` header.
@@ -153,73 +214,13 @@ pub(crate) fn keras_lambdas(text: &[u8]) -> Vec<u64> {
 
 // ---- ONNX (protobuf) ----
 
-struct Pb<'a> {
-    d: &'a [u8],
-    p: usize,
-}
-
-enum Field<'a> {
-    Varint(u64),
-    Bytes(&'a [u8], usize),
-    Fixed,
-}
-
-impl<'a> Pb<'a> {
-    fn varint(&mut self) -> Option<u64> {
-        let mut v = 0u64;
-        for i in 0..10 {
-            let b = *self.d.get(self.p)?;
-            self.p += 1;
-            v |= u64::from(b & 0x7f) << (7 * i);
-            if b & 0x80 == 0 {
-                return Some(v);
-            }
-        }
-        None
-    }
-    /// Next (field number, value); `None` at end, `Some(Err)` when broken.
-    fn next(&mut self) -> Option<Result<(u64, Field<'a>), ()>> {
-        if self.p >= self.d.len() {
-            return None;
-        }
-        let r = (|| {
-            let key = self.varint()?;
-            let (num, wire) = (key >> 3, key & 7);
-            if num == 0 {
-                return None;
-            }
-            let f = match wire {
-                0 => Field::Varint(self.varint()?),
-                1 => {
-                    self.p = self.p.checked_add(8).filter(|&e| e <= self.d.len())?;
-                    Field::Fixed
-                }
-                5 => {
-                    self.p = self.p.checked_add(4).filter(|&e| e <= self.d.len())?;
-                    Field::Fixed
-                }
-                2 => {
-                    let n = usize::try_from(self.varint()?).ok()?;
-                    let start = self.p;
-                    let end = start.checked_add(n).filter(|&e| e <= self.d.len())?;
-                    self.p = end;
-                    Field::Bytes(&self.d[start..end], start)
-                }
-                _ => return None,
-            };
-            Some((num, f))
-        })();
-        Some(r.ok_or(()))
-    }
-}
-
 /// ModelProto starts with ir_version (field 1, varint) in every writer we
 /// know; the top level must parse cleanly and hold a graph (field 7).
 pub(crate) fn looks_like_onnx(data: &[u8]) -> bool {
     if data.first() != Some(&0x08) {
         return false;
     }
-    let mut pb = Pb { d: data, p: 0 };
+    let mut pb = Pb::new(data);
     let mut has_graph = false;
     let mut has_ir = false;
     let mut n = 0;
@@ -242,7 +243,7 @@ pub(crate) fn looks_like_onnx(data: &[u8]) -> bool {
 /// An external-data `location` found in an ONNX model, with its offset.
 pub(crate) fn onnx_external_locations(data: &[u8]) -> Vec<(String, u64)> {
     let mut out = Vec::new();
-    let mut pb = Pb { d: data, p: 0 };
+    let mut pb = Pb::new(data);
     while let Some(Ok((num, f))) = pb.next() {
         if let (7, Field::Bytes(b, at)) = (num, f) {
             graph(b, at, &mut out, 0);
@@ -255,7 +256,7 @@ fn graph(d: &[u8], base: usize, out: &mut Vec<(String, u64)>, depth: usize) {
     if depth > 32 {
         return;
     }
-    let mut pb = Pb { d, p: 0 };
+    let mut pb = Pb::new(d);
     while let Some(Ok((num, f))) = pb.next() {
         let Field::Bytes(b, at) = f else { continue };
         match num {
@@ -268,11 +269,11 @@ fn graph(d: &[u8], base: usize, out: &mut Vec<(String, u64)>, depth: usize) {
 }
 
 fn node(d: &[u8], base: usize, out: &mut Vec<(String, u64)>, depth: usize) {
-    let mut pb = Pb { d, p: 0 };
+    let mut pb = Pb::new(d);
     while let Some(Ok((num, f))) = pb.next() {
         if let (5, Field::Bytes(b, at)) = (num, f) {
             // AttributeProto
-            let mut ab = Pb { d: b, p: 0 };
+            let mut ab = Pb::new(b);
             while let Some(Ok((an, af))) = ab.next() {
                 let Field::Bytes(x, xa) = af else { continue };
                 let off = base + at + xa;
@@ -288,7 +289,7 @@ fn node(d: &[u8], base: usize, out: &mut Vec<(String, u64)>, depth: usize) {
 }
 
 fn sparse(d: &[u8], base: usize, out: &mut Vec<(String, u64)>) {
-    let mut pb = Pb { d, p: 0 };
+    let mut pb = Pb::new(d);
     while let Some(Ok((num, f))) = pb.next() {
         if let (1 | 2, Field::Bytes(b, at)) = (num, f) {
             tensor(b, base + at, out);
@@ -297,10 +298,10 @@ fn sparse(d: &[u8], base: usize, out: &mut Vec<(String, u64)>) {
 }
 
 fn tensor(d: &[u8], base: usize, out: &mut Vec<(String, u64)>) {
-    let mut pb = Pb { d, p: 0 };
+    let mut pb = Pb::new(d);
     while let Some(Ok((num, f))) = pb.next() {
         if let (13, Field::Bytes(b, at)) = (num, f) {
-            let mut kv = Pb { d: b, p: 0 };
+            let mut kv = Pb::new(b);
             let (mut k, mut v) = (None, None);
             while let Some(Ok((n, f))) = kv.next() {
                 if let Field::Bytes(s, _) = f {
@@ -320,59 +321,10 @@ fn tensor(d: &[u8], base: usize, out: &mut Vec<(String, u64)>) {
     }
 }
 
-/// Whether a relative path leaves its folder (absolute, drive, or `..` past the root).
-pub(crate) fn path_escapes(loc: &str) -> bool {
-    let l = loc.replace('\\', "/");
-    if l.starts_with('/') || l.as_bytes().get(1) == Some(&b':') || l.contains('\0') {
-        return true;
-    }
-    let mut depth: i64 = 0;
-    for c in l.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                depth -= 1;
-                if depth < 0 {
-                    return true;
-                }
-            }
-            _ => depth += 1,
-        }
-    }
-    false
-}
-
-/// Whether a link at `name` pointing to `target` leaves the archive root.
-pub(crate) fn path_escapes_from(name: &str, target: &str) -> bool {
-    let t = target.replace('\\', "/");
-    if t.starts_with('/') || t.as_bytes().get(1) == Some(&b':') {
-        return true;
-    }
-    let dir = match name.rsplit_once('/') {
-        Some((d, _)) => d.to_string(),
-        None => String::new(),
-    };
-    let joined = if dir.is_empty() {
-        t
-    } else {
-        format!("{dir}/{t}")
-    };
-    path_escapes(&joined)
-}
-
 #[cfg(test)]
 #[allow(clippy::disallowed_methods)] // Tests build fixtures with std::fs.
 mod tests {
     use super::*;
-
-    #[test]
-    fn escapes() {
-        assert!(path_escapes("../x"));
-        assert!(path_escapes("/etc/passwd"));
-        assert!(path_escapes("a/../../x"));
-        assert!(!path_escapes("weights.bin"));
-        assert!(!path_escapes("sub/../w.bin"));
-    }
 
     #[test]
     fn lambdas() {

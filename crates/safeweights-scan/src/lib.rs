@@ -6,8 +6,14 @@
 //! Every file is identified by its bytes, never its extension: pickles (any
 //! protocol, also headerless protocol 0), PyTorch zip/legacy/TorchScript,
 //! NumPy `.npy`/`.npz`, joblib, Keras `.keras`/HDF5, safetensors, GGUF, ONNX,
-//! zip/tar/gzip containers and zlib/bzip2/xz/`.lzma` streams (as joblib
-//! compresses), opened recursively within [`Limits`].
+//! TensorFlow graphs, zip/tar/gzip containers and zlib/bzip2/xz/`.lzma`
+//! streams (as joblib compresses), opened recursively within [`Limits`],
+//! also where they hide: a zip after another file's bytes, at the end of a
+//! safetensors file, or inside a tensor. A name that claims a format the
+//! bytes are not is itself a finding.
+//! Keras configs are parsed as JSON and TensorFlow graphs as protobuf, and
+//! Jinja chat templates (GGUF metadata, `tokenizer_config.json`, `.jinja`)
+//! are tokenized and judged for sandbox escapes; none is run or rendered.
 //! Pickles are walked opcode by opcode to the end of the data by a symbolic
 //! stack machine that resolves what each global *is* and what each call
 //! calls; nothing is ever unpickled or executed. Tensor payloads are never
@@ -35,14 +41,20 @@ mod compressed;
 mod error_kinds;
 mod fix;
 mod formats;
+mod gguf;
 mod globals;
+mod keras;
 mod options;
+mod paths;
 mod pickle;
+mod protobuf;
 mod render;
 mod report;
 mod rules;
+mod savedmodel;
 mod scanner;
 mod severity;
+mod template;
 mod torch_checks;
 
 use std::io::{self, Write};

@@ -60,7 +60,9 @@ pub struct Limits {
     pub max_members: usize,
     /// Bytes decompressed per top-level file. Default 1 GiB.
     pub max_expanded_bytes: u64,
-    /// Bytes searched as text in HDF5 files for Lambda layers. Default 256 MiB.
+    /// Bytes searched as text in HDF5 files and other carriers of Keras
+    /// configs, and in 1-D byte tensors of safetensors files for stored zip
+    /// archives. Default 256 MiB.
     pub max_search_bytes: u64,
 }
 

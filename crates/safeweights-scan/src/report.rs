@@ -35,6 +35,8 @@ pub enum Format {
     Gguf,
     /// ONNX (protobuf `ModelProto`).
     Onnx,
+    /// TensorFlow SavedModel (`saved_model.pb`) or frozen `GraphDef`.
+    SavedModel,
     /// Any other zip archive.
     Zip,
     /// tar archive.
@@ -66,6 +68,7 @@ impl Format {
             Format::Safetensors => "safetensors",
             Format::Gguf => "gguf",
             Format::Onnx => "onnx",
+            Format::SavedModel => "saved-model",
             Format::Zip => "zip",
             Format::Tar => "tar",
             Format::Gzip => "gzip",
@@ -93,6 +96,7 @@ impl Format {
                 | Format::Safetensors
                 | Format::Gguf
                 | Format::Onnx
+                | Format::SavedModel
         )
     }
 }

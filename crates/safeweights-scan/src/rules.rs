@@ -81,11 +81,30 @@ rules! {
     NpyObjectArray = "npy.object-array", Low,
         "NumPy object array: the data is a pickle (loading needs allow_pickle=True)";
     KerasLambda = "keras.lambda", High, "Keras model has a Lambda layer (serialized Python code)";
+    KerasTfOpLambda = "keras.tfoplambda", High,
+        "Keras TFOpLambda layer bound to a TensorFlow op that touches files, processes or Python";
+    KerasTfsmLayer = "keras.tfsm-layer", High,
+        "Keras TFSMLayer: loading the model loads (and runs) another SavedModel";
+    KerasCustomObject = "keras.custom-object", Medium,
+        "Keras config names an object outside Keras (custom module, or a Python primitive)";
+    SavedModelOp = "savedmodel.op", High,
+        "TensorFlow graph uses an op that touches files, processes or Python";
+    TemplatePythonInternals = "template.python-internals", High,
+        "Jinja (chat) template reaches Python internals: a sandbox escape";
+    GgufMalformed = "gguf.malformed", Medium, "GGUF metadata cannot be fully read";
+    FormatMismatch = "format.mismatch", Medium,
+        "file name claims a model format (.safetensors, .gguf, .onnx, .keras) its content is not";
+    FormatAmbiguous = "format.ambiguous", Low,
+        "safetensors file whose length prefix also reads as a pickle";
+    PolyglotZip = "polyglot.zip", High,
+        "a zip archive hides inside another file or a tensor (zip readers find it)";
     SafetensorsTrailingBytes = "safetensors.trailing-bytes", High,
         "bytes after the declared safetensors buffer (polyglot file)";
     SafetensorsDuplicateKey = "safetensors.duplicate-key", High,
         "safetensors header has a duplicate key";
     SafetensorsInvalid = "safetensors.invalid", Medium, "safetensors header fails validation";
+    SafetensorsPathName = "safetensors.path-like-name", Low,
+        "tensor name looks like a path (absolute, drive letter or '..')";
     OnnxExternalDataEscape = "onnx.external-data-escape", High,
         "ONNX external data location leaves the model folder";
     ZipCrcMismatch = "zip.crc-mismatch", Medium, "zip member CRC does not match its content";

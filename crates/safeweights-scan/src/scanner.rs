@@ -143,6 +143,9 @@ impl<'o> Scanner<'o> {
             size: data.len() as u64,
         });
         let mut fmt = sniff(data);
+        // A zip already found (and scanned) inside a tensor or in trailing
+        // bytes is not reported again as the file's own polyglot.
+        let mut zip_scanned = false;
         fmt = match fmt {
             Format::Zip => self.zip(data, path, depth),
             Format::Tar => {
@@ -183,7 +186,7 @@ impl<'o> Scanner<'o> {
                 fmt
             }
             Format::Safetensors => {
-                self.safetensors(data, path, depth);
+                zip_scanned = self.safetensors(data, path, depth);
                 fmt
             }
             Format::Pickle => {
@@ -194,7 +197,14 @@ impl<'o> Scanner<'o> {
                 self.onnx(data, path);
                 fmt
             }
-            Format::Gguf => fmt,
+            Format::Gguf => {
+                self.gguf(data, path);
+                fmt
+            }
+            Format::SavedModel => {
+                self.saved_model(data, path);
+                fmt
+            }
             _ if compressed::sniff(data).is_some() => {
                 self.compressed(data, path, depth);
                 Format::Compressed
@@ -204,11 +214,16 @@ impl<'o> Scanner<'o> {
                     // Zip readers that find the directory from the end accept this.
                     self.zip(data, path, depth)
                 } else {
+                    self.unknown(data, path, depth);
                     Format::Unknown
                 }
             }
         };
         self.report.files[idx].format = fmt;
+        self.claims(fmt, path);
+        if !zip_scanned {
+            self.hidden_zip(fmt, data, path, depth);
+        }
         self.policy(fmt, path, in_weights);
     }
 
@@ -218,6 +233,304 @@ impl<'o> Scanner<'o> {
         pickle::Context {
             torchscript,
             allowed: self.opts.allowed_globals.clone(),
+        }
+    }
+
+    /// The name of the blob at `path`: the member name, or the file's.
+    fn name(&self, path: &[String]) -> String {
+        path.last().unwrap_or(&self.file).clone()
+    }
+
+    /// A file named like a model format whose content is not that format.
+    fn claims(&mut self, fmt: Format, path: &[String]) {
+        let name = self.name(path);
+        let Some((what, ok)) = formats::claimed(&name) else {
+            return;
+        };
+        if ok.contains(&fmt) {
+            return;
+        }
+        self.add(
+            path,
+            Severity::Medium,
+            RuleId::FormatMismatch,
+            format!("claims to be {what} but is not: the content is {fmt}"),
+            "tools pick a loader by the name, others by the content: what is checked as one format may be loaded as another; the content was scanned as what it is",
+            Some(0),
+            None,
+        );
+    }
+
+    /// A zip archive at the end of a file of another format: zip readers
+    /// find its directory from the end and open it (a polyglot).
+    fn hidden_zip(&mut self, fmt: Format, data: &[u8], path: &mut Vec<String>, depth: usize) {
+        if matches!(
+            fmt,
+            Format::Zip
+                | Format::PytorchZip
+                | Format::Torchscript
+                | Format::Keras
+                | Format::Npz
+                | Format::Tar
+                | Format::Gzip
+                | Format::SevenZip
+                | Format::Compressed
+                | Format::Unknown
+        ) {
+            return;
+        }
+        let tail = &data[data.len().saturating_sub(22 + 65535)..];
+        if memchr::memmem::rfind(tail, b"PK\x05\x06").is_none() {
+            return;
+        }
+        let Ok(zip) = ZipArchive::inspect(SliceSource::new(data)) else {
+            return;
+        };
+        if zip.entries().is_empty() {
+            return;
+        }
+        let first = zip
+            .entries()
+            .iter()
+            .map(|e| e.header_offset)
+            .min()
+            .unwrap_or(0);
+        self.add(
+            path,
+            Severity::High,
+            RuleId::PolyglotZip,
+            format!(
+                "this {fmt} file is also a zip archive of {} member(s) (zip readers find its directory at the end)",
+                zip.entries().len()
+            ),
+            "zip-based loaders (zipfile, Keras, NumPy through zipfile) open the same bytes as an archive; its members are scanned",
+            Some(first),
+            None,
+        );
+        self.nested_zip(data, path, format!("<zip@{first}>"), depth);
+    }
+
+    /// Scans `data` as a zip member named `name` (without sniffing it again).
+    fn nested_zip(&mut self, data: &[u8], path: &mut Vec<String>, name: String, depth: usize) {
+        path.push(name);
+        if depth + 1 > self.opts.limits.max_depth {
+            let max = self.opts.limits.max_depth;
+            self.add(
+                path,
+                Severity::Medium,
+                RuleId::LimitDepth,
+                format!("archive nesting deeper than {max}: this member was not scanned"),
+                "deep nesting is used to hide content from scanners",
+                None,
+                None,
+            );
+        } else {
+            let idx = self.report.files.len();
+            self.report.files.push(ScannedFile {
+                file: self.file.clone(),
+                member: join(path),
+                format: Format::Zip,
+                size: data.len() as u64,
+            });
+            let f = self.zip(data, path, depth + 1);
+            self.report.files[idx].format = f;
+        }
+        path.pop();
+    }
+
+    /// Content no format claims: compressed streams, chat templates.
+    fn unknown(&mut self, data: &[u8], path: &mut Vec<String>, depth: usize) {
+        if formats::looks_like_zlib(data) {
+            let mut out = Vec::new();
+            let limit = self.remaining();
+            let r = std::io::Read::read_to_end(
+                &mut std::io::Read::take(
+                    flate2::read::ZlibDecoder::new(data),
+                    limit.saturating_add(1),
+                ),
+                &mut out,
+            );
+            // A broken stream still yields what a streaming reader (joblib's
+            // zlib file) hands the unpickler before the error: scanned when
+            // it is something.
+            if !out.is_empty() && (r.is_ok() || sniff(&out) != Format::Unknown) {
+                if out.len() as u64 > limit {
+                    self.limit_expanded(path);
+                } else {
+                    self.expanded += out.len() as u64;
+                    self.recurse(&out, path, "<zlib>".into(), depth, false);
+                }
+                return;
+            }
+        }
+        if formats::looks_like_lzma_alone(data) {
+            let limit = self.remaining();
+            let mut out = Capped {
+                buf: Vec::new(),
+                limit,
+            };
+            let mut input = data;
+            let r = lzma_rs::lzma_decompress_with_options(
+                &mut input,
+                &mut out,
+                &lzma_rs::decompress::Options {
+                    memlimit: Some(usize::try_from(limit).unwrap_or(usize::MAX)),
+                    ..Default::default()
+                },
+            );
+            let too_big = out.buf.len() as u64 >= limit;
+            if too_big {
+                self.limit_expanded(path);
+                return;
+            }
+            if !out.buf.is_empty() && (r.is_ok() || sniff(&out.buf) != Format::Unknown) {
+                self.expanded += out.buf.len() as u64;
+                self.recurse(&out.buf, path, "<lzma>".into(), depth, false);
+                return;
+            }
+        }
+        let name = self.name(path);
+        if name.to_ascii_lowercase().ends_with(".jinja") {
+            let text = String::from_utf8_lossy(data).into_owned();
+            self.template(&text, "template file", Some(0), path);
+            return;
+        }
+        self.json_templates(data, path);
+        // Keras configs outside a `.keras` zip: a loose `config.json`, the
+        // `keras_metadata.pb` of a SavedModel folder. Other unknown files
+        // (raw weights, tokenizer models) are not searched.
+        let lower = name.to_ascii_lowercase();
+        let json = data.iter().find(|c| !c.is_ascii_whitespace()) == Some(&b'{');
+        if (json || lower.ends_with(".pb")) && self.has_keras_config(data) {
+            self.keras_text(data, path, "Keras config");
+        }
+    }
+
+    /// `chat_template` of a JSON config (`tokenizer_config.json`,
+    /// `chat_template.json`, `processor_config.json`): one template, or a
+    /// list of named ones.
+    fn json_templates(&mut self, data: &[u8], path: &[String]) {
+        let first = data.iter().find(|c| !c.is_ascii_whitespace());
+        if first != Some(&b'{') || memchr::memmem::find(data, b"\"chat_template\"").is_none() {
+            return;
+        }
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) else {
+            return;
+        };
+        match v.get("chat_template") {
+            Some(serde_json::Value::String(t)) => self.template(t, "chat_template", None, path),
+            Some(serde_json::Value::Array(list)) => {
+                for item in list {
+                    if let Some(t) = item.get("template").and_then(|t| t.as_str()) {
+                        let n = item.get("name").and_then(|n| n.as_str()).unwrap_or("?");
+                        self.template(t, &format!("chat_template {n:?}"), None, path);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether `data` holds a Keras config object (searched within the limit).
+    fn has_keras_config(&self, data: &[u8]) -> bool {
+        let max = usize::try_from(self.opts.limits.max_search_bytes).unwrap_or(usize::MAX);
+        memchr::memmem::find(&data[..data.len().min(max)], b"{\"class_name\"").is_some()
+    }
+
+    /// Judges one Jinja template; `base` is the offset of its text in the
+    /// blob, `None` where the text is decoded (a JSON string) and offsets
+    /// into it are not offsets into the file.
+    fn template(&mut self, text: &str, what: &str, base: Option<u64>, path: &[String]) {
+        let hits = crate::template::judge(text);
+        let Some(worst) = hits
+            .iter()
+            .max_by_key(|h| (h.severity, std::cmp::Reverse(h.offset)))
+        else {
+            return;
+        };
+        let more = if hits.len() > 1 {
+            format!(" (and {} more tag(s))", hits.len() - 1)
+        } else {
+            String::new()
+        };
+        let how = if worst.severity == Severity::Critical {
+            "reaches Python internals and calls them"
+        } else {
+            "reaches Python internals"
+        };
+        self.add(
+            path,
+            worst.severity,
+            RuleId::TemplatePythonInternals,
+            format!("{what} {how}: {}: `{}`{more}", worst.what, worst.snippet),
+            "chat templates are rendered when the model is used; sandbox escapes through Python internals run arbitrary code",
+            base.map(|b| b + worst.offset as u64),
+            None,
+        );
+    }
+
+    fn gguf(&mut self, data: &[u8], path: &[String]) {
+        let meta = crate::gguf::metadata(data);
+        for s in &meta.strings {
+            if s.key.contains("chat_template") || s.value.contains("{%") || s.value.contains("{{") {
+                // Offsets of template text are byte offsets into the value.
+                self.template(
+                    &s.value,
+                    &format!("GGUF metadata {}", s.key),
+                    Some(s.offset),
+                    path,
+                );
+            }
+        }
+        if let Some((at, why)) = meta.error {
+            self.add(
+                path,
+                Severity::Medium,
+                RuleId::GgufMalformed,
+                format!("GGUF metadata cannot be fully read at offset {at}: {why}"),
+                "metadata that cannot be read may hide a chat template; loaders may read it differently",
+                Some(at),
+                None,
+            );
+        }
+    }
+
+    fn saved_model(&mut self, data: &[u8], path: &[String]) {
+        // Keras SavedModels carry their layer configs as JSON in the object graph.
+        if self.has_keras_config(data) {
+            self.keras_text(data, path, "Keras config in the SavedModel");
+        }
+        let hits = crate::savedmodel::judge(data);
+        // One finding per op, naming its first node and how many use it.
+        let mut seen: Vec<(String, usize)> = Vec::new();
+        for h in &hits {
+            match seen.iter_mut().find(|(op, _)| *op == h.op) {
+                Some((_, n)) => *n += 1,
+                None => seen.push((h.op.clone(), 1)),
+            }
+        }
+        for (op, n) in seen {
+            let Some(h) = hits
+                .iter()
+                .filter(|h| h.op == op)
+                .max_by_key(|h| h.severity)
+            else {
+                continue;
+            };
+            let detail = if h.detail.is_empty() {
+                String::new()
+            } else {
+                format!(" with {}", h.detail)
+            };
+            self.add(
+                path,
+                h.severity,
+                RuleId::SavedModelOp,
+                format!("TensorFlow graph uses {op} (node {:?}{detail}; {n} node(s))", h.node),
+                "running or loading the graph executes this op: it reads or writes files, or runs Python",
+                Some(h.offset),
+                None,
+            );
         }
     }
 
@@ -330,15 +643,23 @@ impl<'o> Scanner<'o> {
                 self.recurse(&body, path, kind.member_name().into(), depth, false);
             }
             Err(DecompressError::TooBig) => self.limit_expanded(path),
-            Err(DecompressError::Corrupt(m)) => self.add(
-                path,
-                Severity::Medium,
-                RuleId::CompressedMalformed,
-                format!("{} cannot be decompressed: {m}", kind.name()),
-                "content that cannot be inspected may hide anything",
-                Some(0),
-                None,
-            ),
+            Err(DecompressError::Corrupt(m, partial)) => {
+                self.add(
+                    path,
+                    Severity::Medium,
+                    RuleId::CompressedMalformed,
+                    format!("{} cannot be decompressed: {m}", kind.name()),
+                    "content that cannot be inspected may hide anything",
+                    Some(0),
+                    None,
+                );
+                // A streaming reader (joblib's) hands the unpickler what
+                // decodes before the break: that is scanned too.
+                if !partial.is_empty() {
+                    self.expanded += partial.len() as u64;
+                    self.recurse(&partial, path, kind.member_name().into(), depth, false);
+                }
+            }
         }
     }
 
@@ -369,6 +690,26 @@ impl<'o> Scanner<'o> {
     fn keras_text(&mut self, data: &[u8], path: &[String], what: &str) {
         let max = usize::try_from(self.opts.limits.max_search_bytes).unwrap_or(usize::MAX);
         let window = &data[..data.len().min(max)];
+        let configs = match serde_json::from_slice::<serde_json::Value>(window) {
+            Ok(v) => vec![v],
+            Err(_) => crate::keras::embedded_configs(window),
+        };
+        let mut seen = HashSet::new();
+        for c in &configs {
+            for h in crate::keras::judge(c) {
+                if seen.insert(h.what.clone()) {
+                    self.add(
+                        path,
+                        h.severity,
+                        h.rule,
+                        format!("{what}: {}", h.what),
+                        h.why,
+                        None,
+                        None,
+                    );
+                }
+            }
+        }
         let hits = formats::keras_lambdas(window);
         if let Some(&first) = hits.first() {
             self.add(
@@ -394,7 +735,11 @@ impl<'o> Scanner<'o> {
         }
     }
 
-    fn safetensors(&mut self, data: &[u8], path: &mut Vec<String>, depth: usize) {
+    /// Judges a safetensors file; true when what follows the header was
+    /// already searched for a zip (a tensor holds one, or trailing bytes were
+    /// scanned).
+    fn safetensors(&mut self, data: &[u8], path: &mut Vec<String>, depth: usize) -> bool {
+        let mut scanned = false;
         let strict = ParseOptions::strict();
         let mut err = Header::parse_file_bytes(data, &strict).err();
         if let Some(HeaderError::DuplicateKey { key, scope }) = &err {
@@ -409,8 +754,15 @@ impl<'o> Scanner<'o> {
             );
             err = Header::parse_file_bytes(data, &ParseOptions::lenient()).err();
         }
+        if pickle::looks_like_pickle(data) {
+            self.pickle_prefix(data, path, err.is_none());
+        }
         match err {
-            None | Some(HeaderError::DuplicateKey { .. }) => {}
+            None | Some(HeaderError::DuplicateKey { .. }) => {
+                if let Ok(h) = Header::parse_file_bytes(data, &ParseOptions::lenient()) {
+                    scanned = self.tensors(&h, data, path, depth);
+                }
+            }
             Some(HeaderError::TrailingBytes { expected, actual }) => {
                 let n = safeweights::parse_prefix(data, data.len() as u64, &strict).unwrap_or(0);
                 let start = 8 + n + expected;
@@ -428,6 +780,7 @@ impl<'o> Scanner<'o> {
                 );
                 if let Some(tail) = usize::try_from(start).ok().and_then(|s| data.get(s..)) {
                     self.recurse(tail, path, format!("<trailing@{start}>"), depth, false);
+                    scanned = true;
                 }
             }
             Some(e) => {
@@ -442,11 +795,141 @@ impl<'o> Scanner<'o> {
                 );
             }
         }
+        scanned
+    }
+
+    /// The 8-byte length prefix of a safetensors file also reads as a pickle:
+    /// a pickle loader handed the file reads that, so it is judged too.
+    fn pickle_prefix(&mut self, data: &[u8], path: &mut Vec<String>, valid: bool) {
+        let res = pickle::scan(data, Walk::Pickles(1), &pickle::Context::default());
+        let raws: Vec<RawFinding> = res
+            .findings
+            .into_iter()
+            .filter(|f| f.rule != RuleId::PickleMalformed || !valid)
+            .collect();
+        // A prefix that breaks before its STOP (`\x80\x02` then zeros, for a
+        // 640-byte header) is no pickle a loader reads.
+        if res.pickles == 0 && raws.is_empty() {
+            return;
+        }
+        path.push("<as-pickle>".into());
+        self.report.files.push(ScannedFile {
+            file: self.file.clone(),
+            member: join(path),
+            format: if res.pickles > 0 {
+                Format::Pickle
+            } else {
+                Format::Unknown
+            },
+            size: data.len() as u64,
+        });
+        let worst = raws.iter().map(|f| f.severity).max();
+        self.add_raw(path, raws, 0);
+        if worst.is_none_or(|w| w < Severity::Low) {
+            self.add(
+                path,
+                Severity::Low,
+                RuleId::FormatAmbiguous,
+                format!(
+                    "the safetensors length prefix also reads as a complete pickle ({} bytes)",
+                    res.consumed
+                ),
+                "torch.load and pickle.load read the same file as a pickle; what they read was judged as one",
+                Some(0),
+                None,
+            );
+        }
+        path.pop();
+    }
+
+    /// Tensor-level checks of a valid safetensors file: names that look like
+    /// paths, and zip archives stored in tensor bytes.
+    ///
+    /// Tensor payloads are read only where a stored archive would show: the
+    /// first and last bytes of every tensor (a zip starts with a local header
+    /// and ends with its end record), and the whole of 1-D byte tensors
+    /// (`U8`, `I8`, `BOOL`, where files get stored) within `max_search_bytes`.
+    fn tensors(&mut self, h: &Header, data: &[u8], path: &mut Vec<String>, depth: usize) -> bool {
+        let mut any = false;
+        let paths: Vec<&str> = h
+            .tensors()
+            .iter()
+            .map(|t| t.name.as_str())
+            .filter(|n| crate::paths::path_like_name(n))
+            .collect();
+        if let Some(first) = paths.first() {
+            self.add(
+                path,
+                Severity::Low,
+                RuleId::SafetensorsPathName,
+                format!(
+                    "{} tensor name(s) look like paths, e.g. {first:?}",
+                    paths.len()
+                ),
+                "tools that write one file per tensor (npz export, dumps) would write outside their folder",
+                Some(8),
+                None,
+            );
+        }
+        let Ok(start) = usize::try_from(h.data_start()) else {
+            return false;
+        };
+        let mut budget = self.opts.limits.max_search_bytes;
+        for t in h.tensors() {
+            let (b, e) = t.data_offsets;
+            let (Some(b), Some(e)) = (start.checked_add(b), start.checked_add(e)) else {
+                continue;
+            };
+            let Some(bytes) = data.get(b..e) else {
+                continue;
+            };
+            // Files stored as tensors are 1-D byte arrays (packed quantized
+            // weights, also U8, are 2-D and are not searched).
+            let byte_typed = t.shape.len() == 1
+                && matches!(
+                    t.dtype,
+                    safeweights::Dtype::U8 | safeweights::Dtype::I8 | safeweights::Dtype::BOOL
+                );
+            let mut found = Vec::new();
+            if bytes.starts_with(b"PK\x03\x04")
+                || bytes.len() >= 22 && bytes[bytes.len() - 22..].starts_with(b"PK\x05\x06")
+            {
+                // A whole archive in the tensor; one that starts in another
+                // tensor is the file's polyglot, found from the file's end.
+                found = safeweights_archive::zip::find_embedded(bytes);
+            } else if byte_typed && (bytes.len() as u64) <= budget {
+                budget -= bytes.len() as u64;
+                if memchr::memmem::find(bytes, b"PK\x05\x06").is_some() {
+                    found = safeweights_archive::zip::find_embedded(bytes);
+                }
+            }
+            any |= !found.is_empty();
+            for r in found {
+                let at = (b + r.start) as u64;
+                self.add(
+                    path,
+                    Severity::High,
+                    RuleId::PolyglotZip,
+                    format!(
+                        "tensor {:?} holds a zip archive ({} bytes at file offset {at})",
+                        t.name,
+                        r.len()
+                    ),
+                    "a tensor is data to safetensors, but code that hands its bytes to zipfile or torch.load opens an archive; its members are scanned",
+                    Some(at),
+                    None,
+                );
+                if let Some(z) = bytes.get(r.clone()) {
+                    self.nested_zip(z, path, format!("<tensor {}@{at}>", t.name), depth);
+                }
+            }
+        }
+        any
     }
 
     fn onnx(&mut self, data: &[u8], path: &[String]) {
         for (loc, off) in formats::onnx_external_locations(data) {
-            let mut escapes = formats::path_escapes(&loc);
+            let mut escapes = crate::paths::path_escapes(&loc);
             let mut how = "is absolute or climbs out with '..'";
             if !escapes && path.is_empty() {
                 if let Some(dir) = &self.dir {
@@ -516,7 +999,7 @@ impl<'o> Scanner<'o> {
                 path.pop();
                 break;
             }
-            if formats::path_escapes(&e.name) {
+            if crate::paths::path_escapes(&e.name) {
                 self.add(
                     path,
                     Severity::Medium,
@@ -530,7 +1013,9 @@ impl<'o> Scanner<'o> {
                     None,
                 );
             }
-            if (e.kind == b'1' || e.kind == b'2') && formats::path_escapes_from(&e.name, &e.link) {
+            if (e.kind == b'1' || e.kind == b'2')
+                && crate::paths::path_escapes_from(&e.name, &e.link)
+            {
                 self.add(
                     path,
                     Severity::Medium,
@@ -547,8 +1032,10 @@ impl<'o> Scanner<'o> {
             }
             let (s, n) = (e.offset as usize, e.size as usize);
             let content = &data[s..s + n];
-            if sniff(&content[..content.len().min(SNIFF)]) != Format::Unknown
+            let head = &content[..content.len().min(SNIFF)];
+            if sniff(head) != Format::Unknown
                 || content.len() <= SNIFF
+                || formats::worth_reading(&e.name, head)
             {
                 self.recurse(content, path, e.name, depth, false);
             }
@@ -689,7 +1176,10 @@ impl<'o> Scanner<'o> {
                 Err(_) => continue, // reported as an anomaly already
             };
             let f = sniff(&head);
-            if f == Format::Unknown && !(head.len() < SNIFF && (e.size as usize) <= SNIFF) {
+            if f == Format::Unknown
+                && !(head.len() < SNIFF && (e.size as usize) <= SNIFF)
+                && !formats::worth_reading(&e.name, &head)
+            {
                 continue;
             }
             if f == Format::Unknown && head.is_empty() {
@@ -794,6 +1284,28 @@ impl<'o> Scanner<'o> {
                 None
             }
         }
+    }
+}
+
+/// A writer that stops (with an error) once it holds `limit` bytes.
+struct Capped {
+    buf: Vec<u8>,
+    limit: u64,
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        let room =
+            usize::try_from(self.limit.saturating_sub(self.buf.len() as u64)).unwrap_or(usize::MAX);
+        if room == 0 {
+            return Err(std::io::Error::other("expanded-size limit"));
+        }
+        let n = b.len().min(room);
+        self.buf.extend_from_slice(&b[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
