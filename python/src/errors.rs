@@ -71,7 +71,8 @@ fn header_kind(e: &HeaderError) -> &'static str {
         | HeaderError::MalformedField { .. }
         | HeaderError::InvalidMetadata { .. }
         | HeaderError::ReservedName
-        | HeaderError::ControlCharacter { .. } => "invalid JSON in header",
+        | HeaderError::ControlCharacter { .. }
+        | HeaderError::MetadataControlCharacter { .. } => "invalid JSON in header",
         HeaderError::InvertedOffsets { .. } | HeaderError::Gap { .. } => "invalid offset",
         HeaderError::Overlap { .. } => "invalid offset",
         HeaderError::Overflow { .. } => {

@@ -76,7 +76,8 @@ pub fn hint(err: &anyhow::Error) -> Option<String> {
         Error::Header { source, .. } => match source {
             HeaderError::DuplicateKey { .. }
             | HeaderError::ReservedName
-            | HeaderError::ControlCharacter { .. } => {
+            | HeaderError::ControlCharacter { .. }
+            | HeaderError::MetadataControlCharacter { .. } => {
                 "this is a strict-mode rule; pass --lenient to read the file as the reference implementation does"
             }
             _ => "the file is damaged or not safetensors; `safeweights validate FILE` names the rule it breaks",
@@ -87,6 +88,9 @@ pub fn hint(err: &anyhow::Error) -> Option<String> {
             }
             ShardError::AmbiguousIndex(_) => "pass the index file you mean instead of the folder",
             ShardError::Empty => "the folder holds no .safetensors file; check the path",
+            ShardError::UnsafeShardPath { .. } => {
+                "the index names a shard path outside the checkpoint folder (absolute, `..`, or through a symlink); do not load it: a checkpoint names its shards by plain file names beside the index"
+            }
             _ => "the index and the shards disagree; regenerate the index or re-download the checkpoint",
         },
         _ => return None,
@@ -266,6 +270,10 @@ pub fn header_details(err: &HeaderError) -> (&'static str, Map<String, Value>) {
         H::ControlCharacter { tensor, code } => (
             "control_character",
             json!({ "tensor": tensor, "code": code }),
+        ),
+        H::MetadataControlCharacter { key, code } => (
+            "metadata_control_character",
+            json!({ "key": key, "code": code }),
         ),
         _ => ("other", json!({})),
     };

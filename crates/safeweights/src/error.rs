@@ -200,6 +200,16 @@ pub enum HeaderError {
         /// The character's code point.
         code: u32,
     },
+    /// A `__metadata__` key or value holds a control character other than
+    /// tab and line feed (strict mode only; an escape sequence there would
+    /// act on the terminal of whoever prints it).
+    #[error("__metadata__ entry {key:?} contains the control character U+{code:04X}")]
+    MetadataControlCharacter {
+        /// The metadata key.
+        key: String,
+        /// The character's code point.
+        code: u32,
+    },
 }
 
 /// A slicing request that does not fit the tensor.

@@ -63,6 +63,7 @@ mod slice;
 #[allow(unsafe_code)]
 pub mod source;
 pub mod summary;
+mod text;
 mod writer;
 
 pub use diagnostic::{Diagnostic, ErrorClass};
@@ -75,6 +76,7 @@ pub use reader::{Backend, OpenOptions, SafeTensors, SafeTensorsFile, TensorView}
 pub use sharded::{Checkpoint, ShardIndex};
 pub use slice::{DimSelection, ResolvedSlice, SliceIndex};
 pub use source::{FileSource, MemorySource, MmapSource, Source};
+pub use text::{escape_control, escape_control_keep_newlines, is_terminal_control};
 pub use writer::{
     serialize, serialize_with, write_file, write_file_with, AtomicFile, Layout, LayoutEntry,
     StreamingWriter, TensorRef, TensorSpec, TensorWriter, WriteOptions,
