@@ -35,5 +35,5 @@ mod write;
 pub use anomaly::Anomaly;
 pub use entry::{Entry, Method};
 pub use read::{ZipArchive, ZipResult};
-pub use spec::crc32;
+pub use spec::{crc32, escapes_extraction};
 pub use write::ZipWriter;

@@ -805,7 +805,7 @@ fn zip_rule(a: &Anomaly) -> Option<RuleId> {
         Anomaly::UnexpectedFlags { .. } => RuleId::ZipFlags,
         Anomaly::UnsupportedMethod { .. } => RuleId::ZipUnsupportedMethod,
         Anomaly::PathTraversal { .. } => RuleId::ZipPathTraversal,
-        Anomaly::DuplicateName { .. } => RuleId::ZipDuplicateName,
+        Anomaly::DuplicateName { .. } | Anomaly::CaseTwin { .. } => RuleId::ZipDuplicateName,
         Anomaly::MissingLocalHeader { .. } | Anomaly::LocalMismatch { .. } => {
             RuleId::ZipHeaderMismatch
         }
