@@ -430,6 +430,19 @@ pub(crate) fn write_npz(src: &dyn TensorSource, dst: &Path, opts: &ConvertOption
             reason: format!("NumPy has no dtype for {}", e.dtype),
         })?;
         headers.push(npy::write_header(descr, &e.shape));
+        let member = format!("{}.npy", e.name);
+        if e.name.is_empty()
+            || e.name.contains('\0')
+            || safeweights_archive::zip::escapes_extraction(&member)
+        {
+            return Err(ConvertError::UnsafeTensorName {
+                file: src.file(i).to_path_buf(),
+                tensor: e.name.clone(),
+                reason: format!(
+                    "the .npz member {member:?} would be absolute, on a drive, or climb out with '..' when extracted"
+                ),
+            });
+        }
     }
     write_zip(
         src,
@@ -511,12 +524,37 @@ pub(crate) struct Opened {
     pub aliases: Vec<(String, usize)>,
 }
 
+/// Refuses a zip-based source whose zip anomalies the scanner reports at
+/// medium or above, unless [`ConvertOptions::allow_zip_anomalies`]: scan and
+/// convert never disagree on the same bytes.
+pub(crate) fn check_zip_anomalies(path: &Path, opts: &ConvertOptions) -> Result<()> {
+    if opts.allow_zip_anomalies {
+        return Ok(());
+    }
+    let report = safeweights_scan::scan_file(path, &safeweights_scan::ScanOptions::new());
+    let zip = report.at_or_above(safeweights_scan::Severity::Medium).find(|f| {
+        f.rule.as_str().starts_with("zip.")
+    });
+    match zip {
+        Some(f) => Err(ConvertError::ZipAnomaly {
+            file: path.to_path_buf(),
+            member: f.member.clone(),
+            rule: f.rule.as_str().to_owned(),
+            what: f.what.clone(),
+        }),
+        None => Ok(()),
+    }
+}
+
 pub(crate) fn open_source(
     path: &Path,
     opts: &ConvertOptions,
     summary: &mut ConvertSummary,
 ) -> Result<Opened> {
     let input = detect(path)?;
+    if matches!(input, Input::Torch | Input::Npz) {
+        check_zip_anomalies(path, opts)?;
+    }
     let mut metadata = Metadata::new();
     let mut aliases = Vec::new();
     let (source, format): (Box<dyn TensorSource>, &'static str) = match input {

@@ -68,6 +68,50 @@ pub enum ConvertError {
         /// The destination.
         path: PathBuf,
     },
+    /// An existing destination folder holds files a conversion does not
+    /// write; overwriting would delete them, so it is refused.
+    #[error("{path}: holds files this conversion did not write ({files}); refusing to replace it: choose another destination or remove them")]
+    DestinationNotOurs {
+        /// The destination.
+        path: PathBuf,
+        /// The foreign files (relative paths, the first few).
+        files: String,
+    },
+    /// The finished output holds something the scanner refuses (a pickle, a
+    /// NumPy object array, a finding at medium or above). Nothing was left
+    /// at the destination.
+    #[error("{file}: {reason}; the output was deleted")]
+    UnsafeOutput {
+        /// The file in the (temporary) output.
+        file: PathBuf,
+        /// The scanner's verdict.
+        reason: String,
+    },
+    /// A tensor name that would become an unsafe archive member path
+    /// (absolute, a drive letter, or climbing out with `..`).
+    #[error("{file}: tensor {tensor:?} cannot be written: {reason}")]
+    UnsafeTensorName {
+        /// The source file.
+        file: PathBuf,
+        /// The tensor name.
+        tensor: String,
+        /// Why.
+        reason: String,
+    },
+    /// The source archive has anomalies the scanner reports at medium or
+    /// above (duplicate or case-twin members, overlapping members ...):
+    /// readers may disagree on its content, so it is not converted.
+    #[error("{file}: {what}{}; the scanner distrusts this archive, so it is not converted (pass allow_zip_anomalies / --allow-zip-anomalies to convert it anyway)", member.as_ref().map(|m| format!(" (member {m})")).unwrap_or_default())]
+    ZipAnomaly {
+        /// The source file.
+        file: PathBuf,
+        /// The member concerned, if any.
+        member: Option<String>,
+        /// The scanner's rule id, e.g. `zip.duplicate-name`.
+        rule: String,
+        /// What the scanner found.
+        what: String,
+    },
     /// A Hugging Face model folder is inconsistent.
     #[error("{folder}: {reason}")]
     Folder {

@@ -11,7 +11,9 @@ use std::path::{Component, Path, PathBuf};
 use safeweights::sharded::{plan_shards, shard_file_name, ShardIndex};
 use safeweights::Metadata;
 
+use crate::companions::{self, is_pickle_name, Companion, Exclude};
 use crate::convert::{
+    check_zip_anomalies,
     check_destination, verify_safetensors, write_index, write_safetensors, LEAVES_METADATA_KEY,
 };
 use crate::error::{io_err, ConvertError, Result};
@@ -21,7 +23,6 @@ use crate::torch_source::TorchSource;
 
 const BIN_INDEX: &str = "pytorch_model.bin.index.json";
 const BIN_SINGLE: &str = "pytorch_model.bin";
-const MAX_DEPTH: usize = 16;
 
 fn folder_err(folder: &Path, reason: impl Into<String>) -> ConvertError {
     ConvertError::Folder {
@@ -79,96 +80,53 @@ fn is_output_name(name: &str) -> bool {
         || (name.starts_with("model-") && name.ends_with(".safetensors"))
 }
 
-fn is_pickle_name(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    [".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".joblib"]
-        .iter()
-        .any(|e| lower.ends_with(e))
-}
-
-/// Lists the files to copy (relative paths) and those skipped: the folder is
-/// walked depth first in name order, symlinks followed, `.git` not entered,
-/// at most [`MAX_DEPTH`] folders deep.
+/// Lists the files to copy and those skipped (see [`crate::companions`] for
+/// the symlink and depth rules): the weights being converted are left out
+/// silently, an existing safetensors output and pickles with a reason.
 fn other_files(
     src: &Path,
     weights: &BTreeSet<String>,
-    copy: &mut Vec<PathBuf>,
+    copy: &mut Vec<Companion>,
     skipped: &mut Vec<SkippedFile>,
 ) -> Result<()> {
-    let mut walk = walkdir::WalkDir::new(src)
-        .min_depth(1)
-        .follow_links(true)
-        .sort_by_file_name()
-        .into_iter();
-    while let Some(item) = walk.next() {
-        let item = match item {
-            Ok(item) => item,
-            Err(e) => {
-                let path = e.path().unwrap_or(src).to_path_buf();
-                if e.loop_ancestor().is_some() {
-                    // a symlink loop: as deep as one goes
-                    return Err(folder_err(
-                        src,
-                        format!("{} is nested too deeply", path.display()),
-                    ));
-                }
-                let io = e
-                    .into_io_error()
-                    .unwrap_or_else(|| std::io::Error::other("cannot walk the folder"));
-                return Err(io_err(path)(io));
-            }
-        };
-        let name = item.file_name().to_string_lossy().into_owned();
-        let path = item.path().to_path_buf();
-        let Ok(r) = path.strip_prefix(src).map(Path::to_path_buf) else {
-            continue; // every entry lies under src
-        };
-        let top = item.depth() == 1;
-        let kind = item.file_type();
-        if kind.is_dir() {
-            if name == ".git" {
-                walk.skip_current_dir();
-                skipped.push(SkippedFile {
-                    path,
-                    reason: "version control folder".into(),
-                });
-            } else if item.depth() > MAX_DEPTH {
-                return Err(folder_err(
-                    src,
-                    format!("{} is nested too deeply", path.display()),
-                ));
-            }
-        } else if top && (weights.contains(&name) || name == BIN_INDEX) {
-            continue; // converted
-        } else if top && is_output_name(&name) {
-            skipped.push(SkippedFile {
-                path,
-                reason: "replaced by the converted weights".into(),
-            });
-        } else if is_pickle_name(&name) {
-            skipped.push(SkippedFile {
-                path,
-                reason: "pickle file (may hold code): not copied; convert it on its own".into(),
-            });
-        } else if kind.is_file() {
-            copy.push(r);
+    let exclude = |name: &str, top: bool| -> Option<Exclude> {
+        if top && (weights.contains(name) || name == BIN_INDEX) {
+            Some(Exclude::Silently) // converted
+        } else if top && is_output_name(name) {
+            Some(Exclude::Because("replaced by the converted weights".into()))
+        } else if is_pickle_name(name) {
+            Some(Exclude::Because(
+                "pickle file (may hold code): not copied; convert it on its own".into(),
+            ))
         } else {
-            skipped.push(SkippedFile {
-                path,
-                reason: "not a regular file".into(),
-            });
+            None
         }
-    }
+    };
+    let (c, s) = companions::list(src, &exclude)?;
+    copy.extend(c);
+    skipped.extend(s);
     Ok(())
 }
 
-pub(crate) fn convert_folder(
-    src: &Path,
-    dst: &Path,
-    opts: &ConvertOptions,
-) -> Result<ConvertSummary> {
+/// Where a converted folder may go: not onto the source, not inside it, not
+/// onto a folder that holds it; an existing folder only with `overwrite`.
+fn check_folder_destination(src: &Path, dst: &Path, opts: &ConvertOptions) -> Result<()> {
     check_destination(src, dst, opts)?;
-    if let (Ok(s), Some(parent)) = (src.canonicalize(), dst.parent()) {
+    let Ok(s) = src.canonicalize() else {
+        return Ok(());
+    };
+    if let Ok(d) = dst.canonicalize() {
+        if s.starts_with(&d) {
+            return Err(folder_err(
+                dst,
+                format!(
+                    "the destination holds the source folder {}: replacing it would delete the source",
+                    src.display()
+                ),
+            ));
+        }
+    }
+    if let Some(parent) = dst.parent() {
         let parent = if parent.as_os_str().is_empty() {
             Path::new(".")
         } else {
@@ -187,6 +145,47 @@ pub(crate) fn convert_folder(
             reason: "destination exists and is not a folder".into(),
         });
     }
+    Ok(())
+}
+
+/// The files of the existing destination `dst` that replacing it removes,
+/// when every one is something a conversion writes (converted weights,
+/// their index, or a file this run copies to the same place): `dst` is then
+/// recognisably an earlier output. Any other file is an error naming it.
+fn replaceable(dst: &Path, ours: &BTreeSet<PathBuf>) -> Result<Vec<PathBuf>> {
+    let present = companions::files_under(dst)?;
+    let foreign: Vec<&PathBuf> = present
+        .iter()
+        .filter(|r| {
+            let name = r.to_string_lossy();
+            !(ours.contains(*r) || (r.components().count() == 1 && is_output_name(&name)))
+        })
+        .collect();
+    if !foreign.is_empty() {
+        let shown: Vec<String> = foreign
+            .iter()
+            .take(5)
+            .map(|r| r.display().to_string())
+            .collect();
+        let more = if foreign.len() > 5 {
+            format!(" and {} more", foreign.len() - 5)
+        } else {
+            String::new()
+        };
+        return Err(ConvertError::DestinationNotOurs {
+            path: dst.to_path_buf(),
+            files: shown.join(", ") + &more,
+        });
+    }
+    Ok(present.into_iter().collect())
+}
+
+pub(crate) fn convert_folder(
+    src: &Path,
+    dst: &Path,
+    opts: &ConvertOptions,
+) -> Result<ConvertSummary> {
+    check_folder_destination(src, dst, opts)?;
     let (files, index) = weight_files(src)?;
     let mut summary = ConvertSummary {
         source: src.to_path_buf(),
@@ -197,6 +196,7 @@ pub(crate) fn convert_folder(
     };
     let mut parts = Vec::new();
     for f in &files {
+        check_zip_anomalies(&src.join(f), opts)?;
         let t = TorchSource::open(&src.join(f), opts.keep_shared)?;
         summary.dropped_aliases.extend(t.aliases.iter().cloned());
         summary
@@ -281,6 +281,22 @@ pub(crate) fn convert_folder(
         }
         summary.leaves_in_metadata = true;
     }
+    // the other files to copy; an existing destination is replaced only
+    // when it holds nothing but what this conversion writes
+    let weights: BTreeSet<String> = files.iter().cloned().collect();
+    let mut copy = Vec::new();
+    other_files(src, &weights, &mut copy, &mut summary.files_skipped)?;
+    if dst.exists() {
+        let ours: BTreeSet<PathBuf> = names
+            .iter()
+            .map(PathBuf::from)
+            .chain(copy.iter().map(|c| c.rel.clone()))
+            .collect();
+        summary.files_removed = replaceable(dst, &ours)?
+            .into_iter()
+            .map(|r| dst.join(r))
+            .collect();
+    }
     // build in a temporary sibling folder
     let parent = match dst.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -310,22 +326,21 @@ pub(crate) fn convert_folder(
         write_index(&p, map, summary.bytes)?;
         written.push(p);
     }
-    // copy the other files
-    let weights: BTreeSet<String> = files.iter().cloned().collect();
-    let mut copy = Vec::new();
-    other_files(src, &weights, &mut copy, &mut summary.files_skipped)?;
+    // copy the other files, each judged by the scanner first
     let copy_total = copy.len() as u64;
-    for (k, rel) in copy.iter().enumerate() {
-        let from = src.join(rel);
-        let to = work.join(rel);
-        opts.report(Phase::Copying, &rel.to_string_lossy(), k as u64, copy_total);
-        if let Some(p) = to.parent() {
-            std::fs::create_dir_all(p).map_err(io_err(p))?;
-        }
-        std::fs::copy(&from, &to).map_err(io_err(&from))?;
-    }
+    let copied = companions::copy_judged(
+        src,
+        &work,
+        &copy,
+        &mut summary.files_skipped,
+        |rel, k| {
+            opts.report(Phase::Copying, &rel.to_string_lossy(), k as u64, copy_total);
+        },
+    )?;
     // verify everything written against the source
     verify_safetensors(&multi, &written, opts)?;
+    // nothing in the finished output may run code
+    companions::judge_output(&work)?;
     // move into place
     let mut backup = None;
     if dst.exists() {
@@ -353,7 +368,7 @@ pub(crate) fn convert_folder(
         .iter()
         .filter_map(|p| p.file_name().map(|n| dst.join(n)))
         .collect();
-    summary.files_copied = copy.iter().map(|r| dst.join(r)).collect();
+    summary.files_copied = copied.iter().map(|r| dst.join(r)).collect();
     summary.verified = true;
     Ok(summary)
 }
@@ -361,6 +376,7 @@ pub(crate) fn convert_folder(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::companions::MAX_DEPTH;
 
     /// Files to copy, and skipped files with their reasons.
     type Listing = (Vec<PathBuf>, Vec<(PathBuf, String)>);
@@ -369,6 +385,7 @@ mod tests {
         let weights = weights.iter().map(|w| w.to_string()).collect();
         let (mut copy, mut skipped) = (Vec::new(), Vec::new());
         other_files(src, &weights, &mut copy, &mut skipped)?;
+        let copy = copy.into_iter().map(|c| c.rel).collect();
         let skipped = skipped
             .into_iter()
             .map(|s| (s.path.strip_prefix(src).unwrap().to_path_buf(), s.reason))
@@ -444,8 +461,12 @@ mod tests {
         let src = dir.path();
         std::fs::create_dir(src.join("a")).unwrap();
         std::os::unix::fs::symlink(src.join("a"), src.join("a/loop")).unwrap();
-        let err = list(src, &[]).unwrap_err().to_string();
-        assert!(err.contains("is nested too deeply"), "{err}");
+        // issue 21: a symlink loop is skipped and reported, not fatal
+        let (copy, skipped) = list(src, &[]).unwrap();
+        assert!(copy.is_empty());
+        assert_eq!(skipped.len(), 1);
+        assert_eq!(skipped[0].0, Path::new("a/loop"));
+        assert!(skipped[0].1.starts_with("symlink loop"), "{skipped:?}");
         // a broken link is an I/O error that names it
         let dir = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink(dir.path().join("missing"), dir.path().join("broken")).unwrap();

@@ -34,6 +34,7 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+mod companions;
 mod convert;
 mod error;
 mod folder;
@@ -48,6 +49,7 @@ mod torchw;
 use std::path::Path;
 use std::time::Instant;
 
+pub use companions::{copy_companion_files, judge, Companions};
 pub use convert::LEAVES_METADATA_KEY;
 pub use error::{ConvertError, Result};
 pub use options::{
