@@ -102,7 +102,10 @@ impl Walk<'_> {
                     }
                     // a loop of links (ELOOP) or an unreadable folder
                     Err(e) => {
-                        self.skip(path, format!("symlink cannot be resolved ({e}): not followed"));
+                        self.skip(
+                            path,
+                            format!("symlink cannot be resolved ({e}): not followed"),
+                        );
                         continue;
                     }
                 };

@@ -532,9 +532,9 @@ pub(crate) fn check_zip_anomalies(path: &Path, opts: &ConvertOptions) -> Result<
         return Ok(());
     }
     let report = safeweights_scan::scan_file(path, &safeweights_scan::ScanOptions::new());
-    let zip = report.at_or_above(safeweights_scan::Severity::Medium).find(|f| {
-        f.rule.as_str().starts_with("zip.")
-    });
+    let zip = report
+        .at_or_above(safeweights_scan::Severity::Medium)
+        .find(|f| f.rule.as_str().starts_with("zip."));
     match zip {
         Some(f) => Err(ConvertError::ZipAnomaly {
             file: path.to_path_buf(),

@@ -13,8 +13,8 @@ use safeweights::Metadata;
 
 use crate::companions::{self, is_pickle_name, Companion, Exclude};
 use crate::convert::{
-    check_zip_anomalies,
-    check_destination, verify_safetensors, write_index, write_safetensors, LEAVES_METADATA_KEY,
+    check_destination, check_zip_anomalies, verify_safetensors, write_index, write_safetensors,
+    LEAVES_METADATA_KEY,
 };
 use crate::error::{io_err, ConvertError, Result};
 use crate::options::{ConvertOptions, ConvertSummary, Phase, SkippedFile};
@@ -328,15 +328,10 @@ pub(crate) fn convert_folder(
     }
     // copy the other files, each judged by the scanner first
     let copy_total = copy.len() as u64;
-    let copied = companions::copy_judged(
-        src,
-        &work,
-        &copy,
-        &mut summary.files_skipped,
-        |rel, k| {
+    let copied =
+        companions::copy_judged(src, &work, &copy, &mut summary.files_skipped, |rel, k| {
             opts.report(Phase::Copying, &rel.to_string_lossy(), k as u64, copy_total);
-        },
-    )?;
+        })?;
     // verify everything written against the source
     verify_safetensors(&multi, &written, opts)?;
     // nothing in the finished output may run code
