@@ -140,7 +140,8 @@ pub struct ReshardArgs {
     /// Shard file name prefix: PREFIX-00001-of-00003.safetensors.
     #[arg(long, default_value = "model", value_parser = parse_prefix)]
     pub prefix: String,
-    /// Write even if the output folder already holds safetensors files.
+    /// Write even if the output folder already holds safetensors files (and
+    /// replace its copies of the source folder's other files).
     #[arg(long)]
     pub force: bool,
     #[command(flatten)]
@@ -155,7 +156,8 @@ pub struct MergeArgs {
     /// The file to write.
     #[arg(short, long)]
     pub output: PathBuf,
-    /// Replace the output file if it exists.
+    /// Replace the output file if it exists (never one of the inputs), and
+    /// the copies of the source folder's other files beside it.
     #[arg(long)]
     pub force: bool,
     #[command(flatten)]
@@ -228,9 +230,16 @@ pub struct ConvertArgs {
     /// Split the output into shards of at most this size (e.g. 5GB).
     #[arg(long, value_parser = parse_size)]
     pub max_shard_size: Option<u64>,
-    /// Replace an existing destination.
+    /// Replace an existing destination: a file, or a folder that holds only
+    /// what a conversion writes (an earlier output); the files removed are
+    /// listed. A folder holding other files, or the source, is refused.
     #[arg(long)]
     pub overwrite: bool,
+    /// Convert a zip-based source (torch zip, .npz) even when `safeweights
+    /// scan` reports zip anomalies at medium or above (duplicate or
+    /// case-twin members, overlaps ...); readers may disagree on its content.
+    #[arg(long)]
+    pub allow_zip_anomalies: bool,
 }
 
 /// `safeweights load`.

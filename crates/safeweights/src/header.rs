@@ -413,7 +413,7 @@ pub(crate) fn check_name(name: &str) -> Result<(), HeaderError> {
 /// Strict rule for `__metadata__` keys and values: no control character but
 /// tab and line feed (ordinary text), since readers print metadata and an
 /// escape sequence in it would act on their terminal.
-fn check_metadata_text(key: &str, text: &str) -> Result<(), HeaderError> {
+pub(crate) fn check_metadata_text(key: &str, text: &str) -> Result<(), HeaderError> {
     match text
         .chars()
         .find(|&c| c.is_control() && c != '\t' && c != '\n')
