@@ -57,6 +57,14 @@ pub fn crc32(crc: u32, data: &[u8]) -> u32 {
     h.finalize()
 }
 
+/// Whether a member name would land outside the folder it is extracted to:
+/// absolute (`/x`, `\\x`), drive-relative (`C:x`), or with a `..` component
+/// (either separator).
+pub fn escapes_extraction(name: &str) -> bool {
+    let n = name.replace('\\', "/");
+    n.starts_with('/') || n.as_bytes().get(1) == Some(&b':') || n.split('/').any(|c| c == "..")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,12 +74,4 @@ mod tests {
         assert_eq!(crc32(0, b"123456789"), 0xCBF4_3926);
         assert_eq!(crc32(crc32(0, b"1234"), b"56789"), 0xCBF4_3926);
     }
-}
-
-/// Whether a member name would land outside the folder it is extracted to:
-/// absolute (`/x`, `\\x`), drive-relative (`C:x`), or with a `..` component
-/// (either separator).
-pub fn escapes_extraction(name: &str) -> bool {
-    let n = name.replace('\\', "/");
-    n.starts_with('/') || n.as_bytes().get(1) == Some(&b':') || n.split('/').any(|c| c == "..")
 }
