@@ -103,6 +103,20 @@ fn fields(
         ConvertError::Verification { file, tensor, .. } => {
             ("verification", path(file), Some(tensor.clone()), None, None)
         }
+        ConvertError::DestinationNotOurs { path: p, .. } => {
+            ("destination-not-ours", path(p), None, None, None)
+        }
+        ConvertError::UnsafeOutput { file, .. } => ("unsafe-output", path(file), None, None, None),
+        ConvertError::UnsafeTensorName { file, tensor, .. } => (
+            "unsafe-tensor-name",
+            path(file),
+            Some(tensor.clone()),
+            None,
+            None,
+        ),
+        ConvertError::ZipAnomaly { file, member, .. } => {
+            ("zip-anomaly", path(file), None, member.clone(), None)
+        }
         _ => ("other", None, None, None, None),
     }
 }
