@@ -63,6 +63,18 @@ fn allowed_roots(root: &Path) -> Vec<PathBuf> {
     roots
 }
 
+/// Where `path` (a file in `src`) resolves, when that stays within the
+/// places symlinks of `src` may point to (see [`allowed_roots`]); `None`
+/// when it leaves them or cannot be resolved.
+pub(crate) fn resolve_inside(src: &Path, path: &Path) -> Option<PathBuf> {
+    let root = src.canonicalize().ok()?;
+    let target = path.canonicalize().ok()?;
+    allowed_roots(&root)
+        .iter()
+        .any(|r| target.starts_with(r))
+        .then_some(target)
+}
+
 struct Walk<'a> {
     src: &'a Path,
     roots: Vec<PathBuf>,

@@ -38,7 +38,22 @@ fn plain_name(name: &str) -> bool {
 }
 
 /// The weight files of a folder, in order, and the index (if sharded).
+/// Each must resolve inside the folder (or its Hugging Face cache
+/// repository's blobs), as the files copied beside them must.
 fn weight_files(src: &Path) -> Result<(Vec<String>, Option<ShardIndex>)> {
+    let (files, index) = weight_files_unchecked(src)?;
+    for f in &files {
+        if companions::resolve_inside(src, &src.join(f)).is_none() {
+            return Err(folder_err(
+                src,
+                format!("weights file {f:?} resolves outside the source folder (a symlink that leaves it)"),
+            ));
+        }
+    }
+    Ok((files, index))
+}
+
+fn weight_files_unchecked(src: &Path) -> Result<(Vec<String>, Option<ShardIndex>)> {
     let index_path = src.join(BIN_INDEX);
     if index_path.is_file() {
         let text = std::fs::read_to_string(&index_path).map_err(io_err(&index_path))?;

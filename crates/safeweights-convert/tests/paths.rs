@@ -158,6 +158,22 @@ fn issue21_folder_conversion_copies_nothing_through_symlinks_that_leave() {
 }
 
 #[test]
+fn issue21_folder_conversion_reads_no_weights_through_symlinks_that_leave() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("hf");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(t.path().join("other.bin"), torch_zip(&[])).unwrap();
+    symlink("../other.bin", src.join("pytorch_model.bin")).unwrap();
+    let out = t.path().join("out");
+    let err = convert(&src, &out, &ConvertOptions::new()).unwrap_err();
+    assert!(
+        matches!(&err, ConvertError::Folder { reason, .. } if reason.contains("resolves outside")),
+        "{err}"
+    );
+    assert!(!out.exists());
+}
+
+#[test]
 fn issue21_folder_conversion_follows_hugging_face_cache_links() {
     let t = tempfile::tempdir().unwrap();
     let repo = t.path().join("models--org--m");
