@@ -21,6 +21,16 @@
 //! # Ok::<(), safeweights_convert::ConvertError>(())
 //! ```
 //!
+//! ## Model folders
+//! The other files of a Hugging Face folder (config, tokenizer ...) are
+//! copied only through symlinks that stay inside the folder (or its cache
+//! repository's `blobs/`), each judged by `safeweights-scan` first (no
+//! pickle, no NumPy object array, nothing at medium or above), and the
+//! finished output is scanned again. [`copy_companion_files`] applies the
+//! same rules for commands that rewrite a folder's safetensors weights. A
+//! zip-based source the scanner reports zip anomalies in is refused unless
+//! [`ConvertOptions::allow_zip_anomalies`].
+//!
 //! ## Shared tensors
 //! Names that are exact aliases of one storage view (tied weights) are
 //! written once: the kept name is the one the reference's

@@ -768,7 +768,7 @@ impl<R: Source> ZipArchive<R> {
 
     /// The first `n` bytes of a member (for identifying it); a broken
     /// deflate stream yields what could be expanded, zero-filled to the
-    /// window it was expanded into (see [`broken_head_len`]).
+    /// window it was expanded into (see `broken_head_len`).
     pub fn head(&self, e: &Entry, n: usize) -> Result<Cow<'_, [u8]>, InspectError> {
         self.inspectable(e)?;
         match e.method {
