@@ -39,5 +39,5 @@ pub use entry::{Entry, Method};
 pub use locate::find_embedded;
 pub use member::MemberReader;
 pub use read::{ZipArchive, ZipResult};
-pub use spec::crc32;
+pub use spec::{crc32, escapes_extraction};
 pub use write::ZipWriter;

@@ -215,8 +215,9 @@ pub struct ReshardArgs {
     /// Shard file name prefix: PREFIX-00001-of-00003.safetensors.
     #[arg(long, default_value = "model", value_parser = parse_prefix)]
     pub prefix: String,
-    /// Write even if the output folder already holds safetensors files
-    /// (`--overwrite` is the same).
+    /// Write even if the output folder already holds safetensors files (and
+    /// replace its copies of the source folder's other files; `--overwrite`
+    /// is the same).
     #[arg(long, visible_alias = "overwrite")]
     pub force: bool,
     #[command(flatten)]
@@ -231,7 +232,9 @@ pub struct MergeArgs {
     /// The file to write.
     #[arg(short, long)]
     pub output: PathBuf,
-    /// Replace the output file if it exists (`--overwrite` is the same).
+    /// Replace the output file if it exists (never one of the inputs), and
+    /// the copies of the source folder's other files beside it
+    /// (`--overwrite` is the same).
     #[arg(long, visible_alias = "overwrite")]
     pub force: bool,
     #[command(flatten)]
@@ -312,9 +315,17 @@ pub struct ConvertArgs {
     /// Split the output into shards of at most this size (e.g. 5GB).
     #[arg(long, value_parser = parse_size)]
     pub max_shard_size: Option<u64>,
-    /// Replace an existing destination (`--overwrite` is the same).
+    /// Replace an existing destination: a file, or a folder that holds only
+    /// what a conversion writes (an earlier output); the files removed are
+    /// listed. A folder holding other files, or the source, is refused
+    /// (`--overwrite` is the same).
     #[arg(long, visible_alias = "overwrite")]
     pub force: bool,
+    /// Convert a zip-based source (torch zip, .npz) even when `safeweights
+    /// scan` reports zip anomalies at medium or above (duplicate or
+    /// case-twin members, overlaps ...); readers may disagree on its content.
+    #[arg(long)]
+    pub allow_zip_anomalies: bool,
 }
 
 /// `safeweights load`.

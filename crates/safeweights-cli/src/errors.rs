@@ -206,7 +206,7 @@ pub fn hint(err: &anyhow::Error) -> Option<String> {
             io::ErrorKind::PermissionDenied => "check the permissions of the file and its folder",
             _ => return None,
         },
-        "duplicate_key" | "reserved_name" | "control_character" => {
+        "duplicate_key" | "reserved_name" | "control_character" | "metadata_control_character" => {
             "this is a strict-mode rule; pass --lenient to read the file as the reference implementation does"
         }
         "not_in_index" => {
@@ -214,6 +214,9 @@ pub fn hint(err: &anyhow::Error) -> Option<String> {
         }
         "ambiguous_index" => "pass the index file you mean instead of the folder",
         "empty" => "the folder holds no .safetensors file; check the path",
+        "unsafe_shard_path" => {
+            "the index names a shard path outside the checkpoint folder (absolute, `..`, or through a symlink); do not load it: a checkpoint names its shards by plain file names beside the index"
+        }
         "several_checkpoints" => {
             "pass the file (or index) of the checkpoint you mean instead of the folder"
         }

@@ -56,10 +56,16 @@ impl Printer {
     }
 
     /// A line of human text (nothing in JSON or quiet mode).
+    ///
+    /// Control characters are escaped (line feeds split lines): text built
+    /// from names and metadata cannot act on the terminal. Call sites escape
+    /// untrusted values with [`esc`] so a line feed in them cannot start a
+    /// line of its own either.
     pub fn line(&mut self, text: impl Display) -> io::Result<()> {
         if self.is_human() {
             let pad = " ".repeat(self.indent);
             let text = text.to_string();
+            let text = safeweights::escape_control_keep_newlines(&text);
             if text.is_empty() {
                 writeln!(self.out)?;
             } else {
@@ -114,7 +120,8 @@ impl Printer {
         self.mode == Mode::Json
     }
 
-    /// A table of human text: a header row and rows, columns padded.
+    /// A table of human text: a header row and rows, columns padded; cells
+    /// are escaped with [`esc`].
     pub fn table(
         &mut self,
         header: &[&str],
@@ -124,6 +131,11 @@ impl Printer {
         if !self.is_human() {
             return Ok(());
         }
+        let rows: Vec<Vec<String>> = rows
+            .iter()
+            .map(|r| r.iter().map(|c| esc(c)).collect())
+            .collect();
+        let rows = &rows[..];
         let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
         for row in rows {
             for (w, cell) in widths.iter_mut().zip(row) {
@@ -165,9 +177,14 @@ impl Printer {
     pub fn error(&mut self, err: &anyhow::Error) {
         let _ = self.out.flush();
         let mut stderr = io::stderr().lock();
-        let _ = writeln!(stderr, "error: {}", errors::message(err));
+        let message = errors::message(err);
+        let _ = writeln!(
+            stderr,
+            "error: {}",
+            safeweights::escape_control_keep_newlines(&message)
+        );
         if let Some(hint) = errors::hint(err) {
-            let _ = writeln!(stderr, "hint: {hint}");
+            let _ = writeln!(stderr, "hint: {}", safeweights::escape_control(&hint));
         }
     }
 
@@ -175,6 +192,18 @@ impl Printer {
     pub fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }
+}
+
+/// An untrusted string (a file, tensor or metadata name, a metadata value)
+/// for human output: every control character escaped, line feeds too, so it
+/// stays on its line and cannot act on the terminal.
+pub fn esc(text: &str) -> String {
+    safeweights::escape_control(text).into_owned()
+}
+
+/// A path for human output, escaped like [`esc`].
+pub fn esc_path(path: &std::path::Path) -> String {
+    esc(&path.display().to_string())
 }
 
 /// `1234567` → `1,234,567`.

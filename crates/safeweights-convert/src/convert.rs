@@ -429,6 +429,19 @@ pub(crate) fn write_npz(src: &dyn TensorSource, dst: &Path, opts: &ConvertOption
             reason: format!("NumPy has no dtype for {}", e.dtype),
         })?;
         headers.push(npy::write_header(descr, &e.shape));
+        let member = format!("{}.npy", e.name);
+        if e.name.is_empty()
+            || e.name.contains('\0')
+            || safeweights_archive::zip::escapes_extraction(&member)
+        {
+            return Err(ConvertError::UnsafeTensorName {
+                file: src.file(i).to_path_buf(),
+                tensor: e.name.clone(),
+                reason: format!(
+                    "the .npz member {member:?} would be absolute, on a drive, or climb out with '..' when extracted"
+                ),
+            });
+        }
     }
     write_zip(
         src,
@@ -510,12 +523,41 @@ pub(crate) struct Opened {
     pub aliases: Vec<(String, usize)>,
 }
 
+/// Refuses a zip-based source whose zip anomalies the scanner reports at
+/// medium or above, unless [`ConvertOptions::allow_zip_anomalies`]: scan and
+/// convert never disagree on the same bytes.
+pub(crate) fn check_zip_anomalies(path: &Path, opts: &ConvertOptions) -> Result<()> {
+    if opts.allow_zip_anomalies {
+        return Ok(());
+    }
+    // The archive's directory only (no member is inflated), judged by the
+    // scanner's own rule for each anomaly: scan and convert agree.
+    let source = safeweights::FileSource::open(path).map_err(io_err(path))?;
+    let Ok(zip) = safeweights_archive::ZipArchive::inspect(source) else {
+        return Ok(()); // not a readable zip: the reader says why
+    };
+    for a in zip.anomalies() {
+        if let Some(rule) = safeweights_scan::zip_rule(a) {
+            return Err(ConvertError::ZipAnomaly {
+                file: path.to_path_buf(),
+                member: a.member().map(str::to_owned),
+                rule: rule.as_str().to_owned(),
+                what: a.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn open_source(
     path: &Path,
     opts: &ConvertOptions,
     summary: &mut ConvertSummary,
 ) -> Result<Opened> {
     let input = detect(path)?;
+    if matches!(input, Input::Torch | Input::Npz) {
+        check_zip_anomalies(path, opts)?;
+    }
     let mut metadata = Metadata::new();
     let mut aliases = Vec::new();
     let (source, format): (Box<dyn TensorSource>, &'static str) = match input {

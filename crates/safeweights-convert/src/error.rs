@@ -73,6 +73,50 @@ pub enum ConvertError {
         /// The destination.
         path: PathBuf,
     },
+    /// An existing destination folder holds files a conversion does not
+    /// write; overwriting would delete them, so it is refused.
+    #[error("{path}: holds files this conversion did not write ({files}); refusing to replace it: choose another destination or remove them")]
+    DestinationNotOurs {
+        /// The destination.
+        path: PathBuf,
+        /// The foreign files (relative paths, the first few).
+        files: String,
+    },
+    /// The finished output holds something the scanner refuses (a pickle, a
+    /// NumPy object array, a finding at medium or above). Nothing was left
+    /// at the destination.
+    #[error("{file}: {reason}; the output was deleted")]
+    UnsafeOutput {
+        /// The file in the (temporary) output.
+        file: PathBuf,
+        /// The scanner's verdict.
+        reason: String,
+    },
+    /// A tensor name that would become an unsafe archive member path
+    /// (absolute, a drive letter, or climbing out with `..`).
+    #[error("{file}: tensor {tensor:?} cannot be written: {reason}")]
+    UnsafeTensorName {
+        /// The source file.
+        file: PathBuf,
+        /// The tensor name.
+        tensor: String,
+        /// Why.
+        reason: String,
+    },
+    /// The source archive has anomalies the scanner reports at medium or
+    /// above (duplicate or case-twin members, overlapping members ...):
+    /// readers may disagree on its content, so it is not converted.
+    #[error("{file}: {what}{}; the scanner distrusts this archive, so it is not converted (pass allow_zip_anomalies / --allow-zip-anomalies to convert it anyway)", member.as_ref().map(|m| format!(" (member {m})")).unwrap_or_default())]
+    ZipAnomaly {
+        /// The source file.
+        file: PathBuf,
+        /// The member concerned, if any.
+        member: Option<String>,
+        /// The scanner's rule id, e.g. `zip.duplicate-name`.
+        rule: String,
+        /// What the scanner found.
+        what: String,
+    },
     /// A Hugging Face model folder is inconsistent.
     #[error("{folder}: {reason}")]
     Folder {
@@ -109,6 +153,10 @@ impl Diagnostic for ConvertError {
             ConvertError::DestinationExists { .. } => "destination_exists",
             ConvertError::Folder { .. } => "folder",
             ConvertError::Verification { .. } => "verification",
+            ConvertError::DestinationNotOurs { .. } => "destination_not_ours",
+            ConvertError::UnsafeOutput { .. } => "unsafe_output",
+            ConvertError::UnsafeTensorName { .. } => "unsafe_tensor_name",
+            ConvertError::ZipAnomaly { .. } => "zip_anomaly",
         }
     }
 
@@ -123,7 +171,12 @@ impl Diagnostic for ConvertError {
             ConvertError::Npy { .. }
             | ConvertError::DuplicateName { .. }
             | ConvertError::Folder { .. } => ErrorClass::InvalidInput,
-            ConvertError::DestinationExists { .. } => ErrorClass::Usage,
+            ConvertError::DestinationExists { .. } | ConvertError::DestinationNotOurs { .. } => {
+                ErrorClass::Usage
+            }
+            ConvertError::UnsafeOutput { .. }
+            | ConvertError::UnsafeTensorName { .. }
+            | ConvertError::ZipAnomaly { .. } => ErrorClass::InvalidInput,
         }
     }
 
@@ -136,8 +189,12 @@ impl Diagnostic for ConvertError {
             | ConvertError::Unsupported { file, .. }
             | ConvertError::Npy { file, .. }
             | ConvertError::DuplicateName { file, .. }
-            | ConvertError::Verification { file, .. } => Some(file),
-            ConvertError::DestinationExists { path } => Some(path),
+            | ConvertError::Verification { file, .. }
+            | ConvertError::UnsafeOutput { file, .. }
+            | ConvertError::UnsafeTensorName { file, .. }
+            | ConvertError::ZipAnomaly { file, .. } => Some(file),
+            ConvertError::DestinationExists { path }
+            | ConvertError::DestinationNotOurs { path, .. } => Some(path),
             ConvertError::Folder { folder, .. } => Some(folder),
         }
     }
@@ -147,12 +204,16 @@ impl Diagnostic for ConvertError {
             ConvertError::Pickle(e) => e.tensor(),
             ConvertError::Format(e) => e.tensor(),
             ConvertError::UnsupportedTensor { tensor, .. }
-            | ConvertError::Verification { tensor, .. } => Some(tensor),
+            | ConvertError::Verification { tensor, .. }
+            | ConvertError::UnsafeTensorName { tensor, .. } => Some(tensor),
             ConvertError::DuplicateName { name, .. } => Some(name),
             ConvertError::Io { .. }
             | ConvertError::Unsupported { .. }
             | ConvertError::Npy { .. }
             | ConvertError::DestinationExists { .. }
+            | ConvertError::DestinationNotOurs { .. }
+            | ConvertError::UnsafeOutput { .. }
+            | ConvertError::ZipAnomaly { .. }
             | ConvertError::Folder { .. } => None,
         }
     }
@@ -168,7 +229,11 @@ impl Diagnostic for ConvertError {
             | ConvertError::DuplicateName { .. }
             | ConvertError::DestinationExists { .. }
             | ConvertError::Folder { .. }
-            | ConvertError::Verification { .. } => None,
+            | ConvertError::Verification { .. }
+            | ConvertError::DestinationNotOurs { .. }
+            | ConvertError::UnsafeOutput { .. }
+            | ConvertError::UnsafeTensorName { .. }
+            | ConvertError::ZipAnomaly { .. } => None,
         }
     }
 
@@ -186,7 +251,15 @@ impl Diagnostic for ConvertError {
             | ConvertError::DuplicateName { .. }
             | ConvertError::DestinationExists { .. }
             | ConvertError::Folder { .. }
-            | ConvertError::Verification { .. } => {}
+            | ConvertError::Verification { .. }
+            | ConvertError::UnsafeOutput { .. }
+            | ConvertError::UnsafeTensorName { .. } => {}
+            ConvertError::DestinationNotOurs { files, .. } => {
+                map.insert("foreign_files".into(), files.clone().into());
+            }
+            ConvertError::ZipAnomaly { rule, .. } => {
+                map.insert("rule".into(), rule.clone().into());
+            }
         }
         if let Some(m) = self.member() {
             map.insert("member".into(), m.into());
@@ -201,7 +274,8 @@ impl ConvertError {
     pub fn member(&self) -> Option<&str> {
         match self {
             ConvertError::Pickle(safeweights_pickle::Error::Pickle { member, .. })
-            | ConvertError::Npy { member, .. } => member.as_deref(),
+            | ConvertError::Npy { member, .. }
+            | ConvertError::ZipAnomaly { member, .. } => member.as_deref(),
             _ => None,
         }
     }

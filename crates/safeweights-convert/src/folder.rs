@@ -14,8 +14,10 @@ use safeweights::sharded::ShardIndex;
 use safeweights::sharded::{plan_shards, shard_file_name};
 use safeweights::Metadata;
 
+use crate::companions::{self, is_pickle_name, Companion, Exclude};
 use crate::convert::{
-    check_destination, verify_safetensors, write_index, write_safetensors, LEAVES_METADATA_KEY,
+    check_destination, check_zip_anomalies, verify_safetensors, write_index, write_safetensors,
+    LEAVES_METADATA_KEY,
 };
 use crate::error::{io_err, ConvertError, Result};
 use crate::hf_layout::{discover, FolderCheckpoint};
@@ -26,7 +28,6 @@ use crate::torch_source::TorchSource;
 
 #[cfg(test)]
 const BIN_INDEX: &str = "pytorch_model.bin.index.json";
-const MAX_DEPTH: usize = 16;
 
 fn folder_err(folder: &Path, reason: impl Into<String>) -> ConvertError {
     ConvertError::Folder {
@@ -54,86 +55,116 @@ fn converted_or_replaced(checkpoints: &[FolderCheckpoint], rel: &Path) -> Option
     })
 }
 
-fn is_pickle_name(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    [".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".joblib"]
-        .iter()
-        .any(|e| lower.ends_with(e))
-}
-
-/// Lists the files to copy (relative paths) and those skipped: the folder is
-/// walked depth first in name order, symlinks followed, `.git` not entered,
-/// at most [`MAX_DEPTH`] folders deep.
+/// Lists the files to copy and those skipped (see [`crate::companions`] for
+/// the symlink and depth rules): the weights being converted are left out
+/// silently, files an output replaces and pickles with a reason.
 fn other_files(
     src: &Path,
     checkpoints: &[FolderCheckpoint],
-    copy: &mut Vec<PathBuf>,
+    copy: &mut Vec<Companion>,
     skipped: &mut Vec<SkippedFile>,
 ) -> Result<()> {
-    let mut walk = walkdir::WalkDir::new(src)
-        .min_depth(1)
-        .follow_links(true)
-        .sort_by_file_name()
-        .into_iter();
-    while let Some(item) = walk.next() {
-        let item = match item {
-            Ok(item) => item,
-            Err(e) => {
-                let path = e.path().unwrap_or(src).to_path_buf();
-                if e.loop_ancestor().is_some() {
-                    // a symlink loop: as deep as one goes
-                    return Err(folder_err(
-                        src,
-                        format!("{} is nested too deeply", path.display()),
-                    ));
-                }
-                let io = e
-                    .into_io_error()
-                    .unwrap_or_else(|| std::io::Error::other("cannot walk the folder"));
-                return Err(io_err(path)(io));
+    let exclude = |rel: &Path, _top: bool| -> Option<Exclude> {
+        match converted_or_replaced(checkpoints, rel) {
+            Some(true) => Some(Exclude::Silently),
+            Some(false) => Some(Exclude::Because("replaced by the converted weights".into())),
+            None if rel
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(is_pickle_name) =>
+            {
+                Some(Exclude::Because(
+                    "pickle file (may hold code): not copied; convert it on its own".into(),
+                ))
             }
-        };
-        let name = item.file_name().to_string_lossy().into_owned();
-        let path = item.path().to_path_buf();
-        let Ok(r) = path.strip_prefix(src).map(Path::to_path_buf) else {
-            continue; // every entry lies under src
-        };
-        let kind = item.file_type();
-        if kind.is_dir() {
-            if name == ".git" {
-                walk.skip_current_dir();
-                skipped.push(SkippedFile {
-                    path,
-                    reason: "version control folder".into(),
-                });
-            } else if item.depth() > MAX_DEPTH {
-                return Err(folder_err(
-                    src,
-                    format!("{} is nested too deeply", path.display()),
-                ));
-            }
-        } else if let Some(converted) = converted_or_replaced(checkpoints, &r) {
-            if !converted {
-                skipped.push(SkippedFile {
-                    path,
-                    reason: "replaced by the converted weights".into(),
-                });
-            }
-        } else if is_pickle_name(&name) {
-            skipped.push(SkippedFile {
-                path,
-                reason: "pickle file (may hold code): not copied; convert it on its own".into(),
-            });
-        } else if kind.is_file() {
-            copy.push(r);
-        } else {
-            skipped.push(SkippedFile {
-                path,
-                reason: "not a regular file".into(),
-            });
+            None => None,
+        }
+    };
+    let (c, s) = companions::list(src, &exclude)?;
+    copy.extend(c);
+    skipped.extend(s);
+    Ok(())
+}
+
+/// Where a converted folder may go: not onto the source, not inside it, not
+/// onto a folder that holds it; an existing folder only with `overwrite`.
+fn check_folder_destination(src: &Path, dst: &Path, opts: &ConvertOptions) -> Result<()> {
+    check_destination(src, dst, opts)?;
+    let Ok(s) = src.canonicalize() else {
+        return Ok(());
+    };
+    if let Ok(d) = dst.canonicalize() {
+        if s.starts_with(&d) {
+            return Err(folder_err(
+                dst,
+                format!(
+                    "the destination holds the source folder {}: replacing it would delete the source",
+                    src.display()
+                ),
+            ));
         }
     }
+    if let Some(parent) = dst.parent() {
+        let parent = if parent.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            parent
+        };
+        if parent.canonicalize().is_ok_and(|p| p.starts_with(&s)) {
+            return Err(folder_err(
+                src,
+                "the destination lies inside the source folder",
+            ));
+        }
+    }
+    if dst.exists() && !dst.is_dir() {
+        return Err(ConvertError::Unsupported {
+            file: dst.to_path_buf(),
+            reason: "destination exists and is not a folder".into(),
+        });
+    }
     Ok(())
+}
+
+/// The files of the existing destination `dst` that replacing it removes,
+/// when every one is something a conversion writes (`ours`: what this one
+/// writes, paths under the destination; or converted weights of the
+/// folder's checkpoints under another shard count): `dst` is then
+/// recognisably an earlier output. Any other file is an error naming it.
+fn replaceable(
+    dst: &Path,
+    ours: &BTreeSet<PathBuf>,
+    checkpoints: &[FolderCheckpoint],
+) -> Result<Vec<PathBuf>> {
+    let present = companions::files_under(dst)?;
+    let earlier_output = |r: &Path| {
+        let dir = r.parent().unwrap_or(Path::new(""));
+        let name = r.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        checkpoints
+            .iter()
+            .any(|c| c.dir == dir && c.is_output_name(name))
+    };
+    let foreign: Vec<&PathBuf> = present
+        .iter()
+        .filter(|r| !ours.contains(*r) && !earlier_output(r))
+        .collect();
+    if !foreign.is_empty() {
+        let shown: Vec<String> = foreign
+            .iter()
+            .take(5)
+            .map(|r| r.display().to_string())
+            .collect();
+        let more = if foreign.len() > 5 {
+            format!(" and {} more", foreign.len() - 5)
+        } else {
+            String::new()
+        };
+        return Err(ConvertError::DestinationNotOurs {
+            path: dst.to_path_buf(),
+            files: shown.join(", ") + &more,
+        });
+    }
+    Ok(present.into_iter().collect())
 }
 
 /// Converts one checkpoint of the folder into `work` (under its folder),
@@ -152,7 +183,19 @@ fn write_checkpoint(
     let mut aliases = Vec::new();
     let mut leaves = Vec::new();
     for f in files {
-        let t = TorchSource::open_with(&dir.join(f), opts.keep_shared, TieRule::Transformers)?;
+        let path = dir.join(f);
+        // weights are read only where the files copied beside them may be
+        if companions::resolve_inside(src, &path).is_none() {
+            return Err(folder_err(
+                src,
+                format!(
+                    "weights file {:?} resolves outside the source folder (a symlink that leaves it)",
+                    checkpoint.dir.join(f)
+                ),
+            ));
+        }
+        check_zip_anomalies(&path, opts)?;
+        let t = TorchSource::open_with(&path, opts.keep_shared, TieRule::Transformers)?;
         aliases.extend(t.aliases.iter().cloned());
         summary
             .shared_copies
@@ -272,26 +315,7 @@ pub(crate) fn convert_folder(
     dst: &Path,
     opts: &ConvertOptions,
 ) -> Result<ConvertSummary> {
-    check_destination(src, dst, opts)?;
-    if let (Ok(s), Some(parent)) = (src.canonicalize(), dst.parent()) {
-        let parent = if parent.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            parent
-        };
-        if parent.canonicalize().is_ok_and(|p| p.starts_with(&s)) {
-            return Err(folder_err(
-                src,
-                "the destination lies inside the source folder",
-            ));
-        }
-    }
-    if dst.exists() && !dst.is_dir() {
-        return Err(ConvertError::Unsupported {
-            file: dst.to_path_buf(),
-            reason: "destination exists and is not a folder".into(),
-        });
-    }
+    check_folder_destination(src, dst, opts)?;
     let checkpoints = discover(src)?;
     let mut summary = ConvertSummary {
         source: src.to_path_buf(),
@@ -320,18 +344,28 @@ pub(crate) fn convert_folder(
     for checkpoint in &checkpoints {
         write_checkpoint(src, &work, checkpoint, opts, &mut summary, &mut written)?;
     }
-    // copy the other files
+    // the other files, each judged by the scanner before it is copied
     let mut copy = Vec::new();
     other_files(src, &checkpoints, &mut copy, &mut summary.files_skipped)?;
     let copy_total = copy.len() as u64;
-    for (k, rel) in copy.iter().enumerate() {
-        let from = src.join(rel);
-        let to = work.join(rel);
-        opts.report(Phase::Copying, &rel.to_string_lossy(), k as u64, copy_total);
-        if let Some(p) = to.parent() {
-            fs_err::create_dir_all(p).map_err(io_err(p))?;
-        }
-        fs_err::copy(&from, &to).map_err(io_err(&from))?;
+    let copied =
+        companions::copy_judged(src, &work, &copy, &mut summary.files_skipped, |rel, k| {
+            opts.report(Phase::Copying, &rel.to_string_lossy(), k as u64, copy_total);
+        })?;
+    // nothing in the finished output may run code
+    companions::judge_output(&work)?;
+    // an existing destination is replaced only when it holds nothing but
+    // what this conversion writes
+    if dst.exists() {
+        let ours: BTreeSet<PathBuf> = written
+            .iter()
+            .filter_map(|p| p.strip_prefix(&work).ok().map(Path::to_path_buf))
+            .chain(copied.iter().cloned())
+            .collect();
+        summary.files_removed = replaceable(dst, &ours, &checkpoints)?
+            .into_iter()
+            .map(|r| dst.join(r))
+            .collect();
     }
     // move into place
     let mut backup = None;
@@ -360,7 +394,7 @@ pub(crate) fn convert_folder(
         .iter()
         .filter_map(|p| p.strip_prefix(&work).ok().map(|r| dst.join(r)))
         .collect();
-    summary.files_copied = copy.iter().map(|r| dst.join(r)).collect();
+    summary.files_copied = copied.iter().map(|r| dst.join(r)).collect();
     summary.verified = true;
     Ok(summary)
 }
@@ -369,6 +403,7 @@ pub(crate) fn convert_folder(
 #[allow(clippy::disallowed_methods)] // Tests build fixtures with std::fs.
 mod tests {
     use super::*;
+    use crate::companions::MAX_DEPTH;
 
     /// Files to copy, and skipped files with their reasons.
     type Listing = (Vec<PathBuf>, Vec<(PathBuf, String)>);
@@ -384,6 +419,7 @@ mod tests {
         }];
         let (mut copy, mut skipped) = (Vec::new(), Vec::new());
         other_files(src, &checkpoints, &mut copy, &mut skipped)?;
+        let copy = copy.into_iter().map(|c| c.rel).collect();
         let skipped = skipped
             .into_iter()
             .map(|s| (s.path.strip_prefix(src).unwrap().to_path_buf(), s.reason))
@@ -459,8 +495,12 @@ mod tests {
         let src = dir.path();
         std::fs::create_dir(src.join("a")).unwrap();
         std::os::unix::fs::symlink(src.join("a"), src.join("a/loop")).unwrap();
-        let err = list(src, &[]).unwrap_err().to_string();
-        assert!(err.contains("is nested too deeply"), "{err}");
+        // issue 21: a symlink loop is skipped and reported, not fatal
+        let (copy, skipped) = list(src, &[]).unwrap();
+        assert!(copy.is_empty());
+        assert_eq!(skipped.len(), 1);
+        assert_eq!(skipped[0].0, Path::new("a/loop"));
+        assert!(skipped[0].1.starts_with("symlink loop"), "{skipped:?}");
         // a broken link is an I/O error that names it
         let dir = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink(dir.path().join("missing"), dir.path().join("broken")).unwrap();

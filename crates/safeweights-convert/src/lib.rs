@@ -27,6 +27,16 @@
 //! # Ok::<(), safeweights_convert::ConvertError>(())
 //! ```
 //!
+//! ## Model folders
+//! The other files of a Hugging Face folder (config, tokenizer ...) are
+//! copied only through symlinks that stay inside the folder (or its cache
+//! repository's `blobs/`), each judged by `safeweights-scan` first (no
+//! pickle, no NumPy object array, nothing at medium or above), and the
+//! finished output is scanned again. [`copy_companion_files`] applies the
+//! same rules for commands that rewrite a folder's safetensors weights. A
+//! zip-based source the scanner reports zip anomalies in is refused unless
+//! [`ConvertOptions::allow_zip_anomalies`].
+//!
 //! ## Shared tensors
 //! Names that are exact aliases of one storage view (tied weights) are
 //! written once: the kept name is the one the reference's
@@ -43,6 +53,7 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+mod companions;
 mod convert;
 mod error;
 mod folder;
@@ -59,6 +70,7 @@ mod torchw;
 use std::path::Path;
 use std::time::Instant;
 
+pub use companions::{copy_companion_files, judge, Companions};
 pub use convert::LEAVES_METADATA_KEY;
 pub use error::{ConvertError, Result};
 pub use options::{

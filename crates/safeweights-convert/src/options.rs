@@ -50,6 +50,7 @@ pub struct ConvertOptions {
     pub(crate) metadata_leaves: bool,
     pub(crate) max_shard_size: Option<u64>,
     pub(crate) overwrite: bool,
+    pub(crate) allow_zip_anomalies: bool,
     pub(crate) progress: Option<ProgressFn>,
 }
 
@@ -60,6 +61,7 @@ impl fmt::Debug for ConvertOptions {
             .field("metadata_leaves", &self.metadata_leaves)
             .field("max_shard_size", &self.max_shard_size)
             .field("overwrite", &self.overwrite)
+            .field("allow_zip_anomalies", &self.allow_zip_anomalies)
             .field("progress", &self.progress.is_some())
             .finish()
     }
@@ -94,10 +96,27 @@ impl ConvertOptions {
         self
     }
 
-    /// Replace an existing destination.
+    /// Replace an existing destination. A destination folder is replaced
+    /// only when it holds nothing but what the conversion writes (an earlier
+    /// output); one that holds the source is always refused.
     pub fn overwrite(mut self, yes: bool) -> Self {
         self.overwrite = yes;
         self
+    }
+
+    /// Convert a zip-based source (PyTorch zip, `.npz`) even when the
+    /// scanner reports zip anomalies at medium or above (duplicate or
+    /// case-twin members, overlaps, prefixed data ...). Off by default: such
+    /// an archive reads differently in different readers, so the converted
+    /// tensors may not be what PyTorch would load.
+    pub fn allow_zip_anomalies(mut self, yes: bool) -> Self {
+        self.allow_zip_anomalies = yes;
+        self
+    }
+
+    /// Whether zip anomalies are accepted.
+    pub fn is_allow_zip_anomalies(&self) -> bool {
+        self.allow_zip_anomalies
     }
 
     /// Receive progress reports.
@@ -183,8 +202,12 @@ pub struct ConvertSummary {
     pub files_written: Vec<PathBuf>,
     /// Other files of a model folder copied unchanged.
     pub files_copied: Vec<PathBuf>,
-    /// Files of a model folder left out, with the reason.
+    /// Files of a model folder left out (refused symlinks, pickles, files
+    /// the scanner judged unsafe ...), with the reason.
     pub files_skipped: Vec<SkippedFile>,
+    /// Files of an existing destination folder that the output replaced
+    /// (with overwriting: it held only what a conversion writes).
+    pub files_removed: Vec<PathBuf>,
     /// Tensors written.
     pub tensors: usize,
     /// Tensor bytes written.

@@ -179,5 +179,9 @@ fn a_member_that_expands_past_its_declared_size_is_an_error() {
     .to_string();
     assert!(err.contains("bomb.npz"), "{err}");
     assert!(err.contains("expands past"), "{err}");
+    assert!(
+        !err.contains("CRC"),
+        "the size limit, not a CRC check, stops it: {err}"
+    );
     assert!(!dir.path().join("x.safetensors").exists());
 }

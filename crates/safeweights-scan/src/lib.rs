@@ -64,13 +64,14 @@ pub use options::{
     read_allowed_globals, AllowedGlobals, InvalidGlobal, Limits, Policy, ScanOptions, UnknownPolicy,
 };
 pub use render::{
-    render_human, render_json, render_sarif, sarif_value, write_human, write_json, write_report,
-    write_sarif, HumanOptions, OutputFormat, UnknownOutputFormat,
+    render_human, render_json, render_sarif, sarif_value, uri_of, write_human, write_json,
+    write_report, write_sarif, HumanOptions, OutputFormat, UnknownOutputFormat,
 };
 pub use report::{
     exit_code, Counts, Finding, Format, Report, ScanError, ScannedFile, Summary, SCHEMA_VERSION,
 };
 pub use rules::{rule, Rule, RuleId, UnknownRuleId, RULES};
+pub use scanner::zip_rule;
 pub use severity::{Severity, UnknownSeverity};
 
 /// Scans bytes held in memory; `name` stands for the file in the report.
@@ -87,14 +88,19 @@ pub fn scan_file(path: impl AsRef<Path>, opts: &ScanOptions) -> Report {
     scanner::scan_file(path.as_ref(), opts)
 }
 
-/// Scans files and directories (walked recursively in name order; symlinked
-/// directories and `.git` are not entered). Unreadable paths land in
-/// [`Report::errors`].
+/// Scans files and directories (walked recursively in name order, `.git`
+/// not entered). Symlinks are followed, to files and to folders, inside the
+/// scanned folder or out of it, since a loader opens what they point at: a
+/// loop is not entered twice, a folder leading outside the scanned folder is
+/// noted (`path.symlink`, info), and the walk stops at [`MAX_WALK_DEPTH`]
+/// folders and at [`Limits::max_members`] files per path, with a finding.
+/// Unreadable paths land in [`Report::errors`]; broken symlinks, which no
+/// loader can open either, are left out.
 pub fn scan_paths<P: AsRef<Path>>(paths: &[P], opts: &ScanOptions) -> Report {
     let mut report = Report::new();
     for p in paths {
         let mut files = Vec::new();
-        collect(p.as_ref(), &mut files, &mut report);
+        collect(p.as_ref(), opts, &mut files, &mut report);
         for f in files {
             report.merge(scan_file(&f, opts));
         }
@@ -103,25 +109,90 @@ pub fn scan_paths<P: AsRef<Path>>(paths: &[P], opts: &ScanOptions) -> Report {
     report
 }
 
-/// The files under `p`, depth first in name order: `.git` below `p` is not
-/// entered, symlinks are not followed (one to a file is listed, one to a
-/// folder is not); `p` itself, whatever it is, is listed unless a folder.
-fn collect(p: &Path, out: &mut Vec<PathBuf>, report: &mut Report) {
-    let walk = walkdir::WalkDir::new(p)
-        .follow_links(false)
-        .follow_root_links(false)
+/// Deepest folder nesting [`scan_paths`] walks below a path it is given.
+pub const MAX_WALK_DEPTH: usize = 64;
+
+fn walk_finding(rule: RuleId, file: &Path, what: String, why: &str) -> Finding {
+    Finding {
+        severity: rule.rule().severity,
+        rule,
+        file: file.display().to_string(),
+        member: None,
+        what,
+        why: why.to_owned(),
+        offset: None,
+        fix: None,
+    }
+}
+
+/// The files under `p`, depth first in name order (see [`scan_paths`]);
+/// `p` itself, whatever it is, is listed unless a folder.
+fn collect(p: &Path, opts: &ScanOptions, out: &mut Vec<PathBuf>, report: &mut Report) {
+    let root = p.canonicalize().ok();
+    let mut walk = walkdir::WalkDir::new(p)
+        .follow_links(true)
         .sort_by_file_name()
         .into_iter()
         .filter_entry(|e| e.depth() == 0 || e.file_name() != ".git");
-    for entry in walk {
+    let max_files = opts.limits.max_members;
+    while let Some(entry) = walk.next() {
         match entry {
-            Ok(e) if e.file_type().is_dir() => {}
-            Ok(e) if e.depth() > 0 && e.path_is_symlink() => {
-                if e.path().is_file() {
-                    out.push(e.into_path());
+            Ok(e) if e.file_type().is_dir() => {
+                if e.depth() > 0 && e.path_is_symlink() {
+                    if let (Some(root), Ok(target)) = (&root, e.path().canonicalize()) {
+                        if !target.starts_with(root) {
+                            report.findings.push(walk_finding(
+                                RuleId::PathSymlink,
+                                e.path(),
+                                format!(
+                                    "symlinked folder leads outside the scanned folder, to {}: scanned",
+                                    target.display()
+                                ),
+                                "loaders follow the link; its files are judged as part of this folder",
+                            ));
+                        }
+                    }
+                }
+                if e.depth() >= MAX_WALK_DEPTH {
+                    walk.skip_current_dir();
+                    report.findings.push(walk_finding(
+                        RuleId::LimitDepth,
+                        e.path(),
+                        format!("folder nesting deeper than {MAX_WALK_DEPTH}: not scanned"),
+                        "files below it were not looked at",
+                    ));
                 }
             }
-            Ok(e) => out.push(e.into_path()),
+            Ok(e) => {
+                if out.len() >= max_files {
+                    report.findings.push(walk_finding(
+                        RuleId::LimitMembers,
+                        p,
+                        format!("more than {max_files} files: the rest were not scanned"),
+                        "files past the limit were not looked at",
+                    ));
+                    return;
+                }
+                out.push(e.into_path());
+            }
+            Err(e) if e.loop_ancestor().is_some() => {
+                let path = e.path().unwrap_or(p);
+                report.findings.push(walk_finding(
+                    RuleId::PathSymlink,
+                    path,
+                    format!(
+                        "symlink loop back to {}: not entered twice",
+                        e.loop_ancestor().unwrap_or(path).display()
+                    ),
+                    "every file it reaches is scanned once on the way in",
+                ));
+            }
+            // a broken symlink: no loader can open it either
+            Err(e)
+                if e.depth() > 0
+                    && e.io_error()
+                        .is_some_and(|io| io.kind() == io::ErrorKind::NotFound)
+                    && e.path().is_some_and(|p| p.symlink_metadata().is_ok()) => {}
             Err(e) => report.errors.push(ScanError {
                 file: e.path().unwrap_or(p).display().to_string(),
                 message: match e.io_error() {

@@ -5,6 +5,7 @@
 use std::io::{self, Write};
 use std::str::FromStr;
 
+use safeweights::escape_control;
 use serde_json::{json, Value};
 
 use crate::report::Report;
@@ -83,14 +84,27 @@ pub fn write_human(report: &Report, opts: &HumanOptions, w: &mut dyn Write) -> i
         } else {
             write!(w, "{sev:<8}")?;
         }
-        writeln!(w, " {} {}{at}: {}", f.rule, f.location(), f.what)?;
-        writeln!(w, "         why: {}", f.why)?;
+        // File names, member names and what was found come from the
+        // scanned files: escaped, so they cannot act on the terminal.
+        writeln!(
+            w,
+            " {} {}{at}: {}",
+            f.rule,
+            escape_control(&f.location()),
+            escape_control(&f.what)
+        )?;
+        writeln!(w, "         why: {}", escape_control(&f.why))?;
         if let Some(fix) = &f.fix {
-            writeln!(w, "         fix: {fix}")?;
+            writeln!(w, "         fix: {}", escape_control(fix))?;
         }
     }
     for e in &report.errors {
-        writeln!(w, "ERROR    {}: {}", e.file, e.message)?;
+        writeln!(
+            w,
+            "ERROR    {}: {}",
+            escape_control(&e.file),
+            escape_control(&e.message)
+        )?;
     }
     let c = report.summary.findings;
     let highest = report.summary.highest.map(|s| s.as_str()).unwrap_or("none");
@@ -147,6 +161,22 @@ fn security_severity(s: Severity) -> &'static str {
     }
 }
 
+/// A file path as a SARIF `uri` (an RFC 3986 relative reference): every
+/// byte but unreserved characters and `/` percent-encoded, so spaces,
+/// `%`, `#`, `?`, `:` and control characters in file names cannot change
+/// what the URI means.
+pub fn uri_of(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for &b in path.as_bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// SARIF 2.1.0 as a JSON value.
 pub fn sarif_value(report: &Report) -> Value {
     let rules: Vec<Value> = RULES
@@ -168,7 +198,7 @@ pub fn sarif_value(report: &Report) -> Value {
         .findings
         .iter()
         .map(|f| {
-            let mut physical = json!({ "artifactLocation": { "uri": f.file } });
+            let mut physical = json!({ "artifactLocation": { "uri": uri_of(&f.file) } });
             if f.member.is_none() {
                 if let Some(o) = f.offset {
                     physical["region"] = json!({ "byteOffset": o });

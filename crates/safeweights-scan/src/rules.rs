@@ -137,6 +137,8 @@ rules! {
     PolicyNotSafetensors = "policy.not-safetensors", High,
         "weights file is not safetensors (safetensors-only policy)";
     ScanPartial = "scan.partial", Info, "only part of a large file was searched";
+    PathSymlink = "path.symlink", Info,
+        "symlinked folder outside the scanned folder (followed) or a symlink loop (not entered twice)";
 }
 
 impl RuleId {

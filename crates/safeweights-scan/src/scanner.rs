@@ -1367,15 +1367,17 @@ pub(crate) fn scan_file(path: &Path, opts: &ScanOptions) -> Report {
     s.report
 }
 
-/// The scanner rule for a zip anomaly; `None` for what ordinary writers do
-/// (data descriptors, comments) and for what only verification finds.
-fn zip_rule(a: &Anomaly) -> Option<RuleId> {
+/// The scanner rule for a zip anomaly (reported at medium); `None` for what
+/// ordinary writers do (data descriptors, comments) and for what only
+/// verification finds. The converter refuses the same anomalies, through
+/// this one function.
+pub fn zip_rule(a: &Anomaly) -> Option<RuleId> {
     Some(match a {
         Anomaly::Encrypted { .. } => RuleId::ZipEncrypted,
         Anomaly::UnexpectedFlags { .. } => RuleId::ZipFlags,
         Anomaly::UnsupportedMethod { .. } => RuleId::ZipUnsupportedMethod,
         Anomaly::PathTraversal { .. } => RuleId::ZipPathTraversal,
-        Anomaly::DuplicateName { .. } => RuleId::ZipDuplicateName,
+        Anomaly::DuplicateName { .. } | Anomaly::CaseTwin { .. } => RuleId::ZipDuplicateName,
         Anomaly::MissingLocalHeader { .. } | Anomaly::LocalMismatch { .. } => {
             RuleId::ZipHeaderMismatch
         }

@@ -187,7 +187,8 @@ fn onnx_symlink_escape_on_disk() {
 }
 
 /// Folders are walked depth first in name order; `.git` is not entered,
-/// symlinks are not followed (one to a file is scanned, one to a folder is not).
+/// symlinks are followed (to a file and, since issue 21, to a folder: a
+/// loader opens what they point at); a broken one is left out.
 #[test]
 fn folders_are_walked_in_name_order() {
     let dir = tempfile::tempdir().unwrap();
@@ -225,11 +226,14 @@ fn folders_are_walked_in_name_order() {
             "a.d/x.txt",
             "b/a.txt",
             "b/c/y.txt",
+            "link-to-dir/a.txt",
+            "link-to-dir/c/y.txt",
             "link-to-file",
             "z.txt"
         ]
     );
-    assert_eq!(r.summary.files, 6);
+    assert_eq!(r.summary.files, 8);
+    assert!(r.findings.is_empty(), "{}", dump(&r));
     // a folder that cannot be read is an error that names it
     let r = scan_paths(&[root.join("nope")], &ScanOptions::new());
     assert_eq!(r.errors.len(), 1);
@@ -239,6 +243,47 @@ fn folders_are_walked_in_name_order() {
         "{:?}",
         r.errors
     );
+}
+
+/// Issue 21: `model/ckpt -> ../elsewhere` holding an `os.system` pickle
+/// must not scan clean (`torch.load(model/ckpt/x.pt)` runs it), also under
+/// the safetensors-only policy; a loop is bounded and noted.
+#[test]
+fn issue21_scan_looks_behind_directory_symlinks() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model");
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir_all(&model).unwrap();
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::write(elsewhere.join("x.pt"), p4_call("os", "system", "id")).unwrap();
+    std::fs::write(model.join("config.json"), b"{}").unwrap();
+    std::os::unix::fs::symlink("../elsewhere", model.join("ckpt")).unwrap();
+    std::os::unix::fs::symlink("..", model.join("up")).unwrap(); // a loop through the parent
+    for policy in [Policy::Default, Policy::SafetensorsOnly] {
+        let opts = ScanOptions::new().policy(policy);
+        let r = scan_paths(&[&model], &opts);
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        let critical: Vec<&str> = r
+            .findings
+            .iter()
+            .filter(|f| f.severity == Severity::Critical)
+            .map(|f| f.file.as_str())
+            .collect();
+        let x = model.join("ckpt/x.pt").display().to_string();
+        assert!(critical.contains(&x.as_str()), "{}", dump(&r));
+        assert_eq!(exit_code(&r, Severity::Medium), 1);
+        let notes: Vec<&str> = r
+            .findings
+            .iter()
+            .filter(|f| f.rule == "path.symlink")
+            .map(|f| f.what.as_str())
+            .collect();
+        assert!(
+            notes.iter().any(|w| w.contains("leads outside")),
+            "{notes:?}"
+        );
+        assert!(notes.iter().any(|w| w.contains("loop")), "{notes:?}");
+    }
 }
 
 #[test]
@@ -306,4 +351,48 @@ fn every_rule_in_the_corpus_is_catalogued() {
     for c in cases() {
         assert!(safeweights_scan::rule(c.rule).is_some(), "{}", c.rule);
     }
+}
+
+/// Issue 21: a file named `evil\r\x1b[2K\x1b[32mOK clean.pkl` must not
+/// overwrite its own CRITICAL line in the human output; JSON stays exact and
+/// the SARIF `uri` is percent-encoded.
+#[test]
+fn issue21_untrusted_names_never_reach_the_terminal_raw() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = "evil\r\x1b[2K\x1b[32mOK clean.pkl";
+    let path = dir.path().join(name);
+    std::fs::write(&path, p4_call("os", "system", "id")).unwrap();
+    let r = scan_paths(&[dir.path()], &ScanOptions::new());
+    assert_eq!(r.summary.findings.critical, 1, "{}", dump(&r));
+    for color in [false, true] {
+        let human = safeweights_scan::render_human(
+            &r,
+            &safeweights_scan::HumanOptions {
+                color,
+                min_severity: None,
+            },
+        );
+        assert!(!human.contains('\r'), "{human:?}");
+        assert!(!human.contains("\x1b[2K"), "{human:?}");
+        assert!(!human.contains("\x1b[32m"), "{human:?}");
+        assert!(
+            human.contains("evil\\r\\u{1b}[2K\\u{1b}[32mOK clean.pkl"),
+            "{human:?}"
+        );
+    }
+    // JSON keeps the exact name
+    let json: serde_json::Value = serde_json::from_str(&safeweights_scan::render_json(&r)).unwrap();
+    assert_eq!(json["findings"][0]["file"], path.display().to_string());
+    // SARIF: a percent-encoded URI
+    let sarif = safeweights_scan::sarif_value(&r);
+    let uri = sarif["runs"][0]["results"][0]["locations"][0]["physicalLocation"]
+        ["artifactLocation"]["uri"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        uri.ends_with("/evil%0D%1B%5B2K%1B%5B32mOK%20clean.pkl"),
+        "{uri}"
+    );
+    assert_eq!(safeweights_scan::uri_of("a b/%#?:x"), "a%20b/%25%23%3F%3Ax");
 }

@@ -206,6 +206,16 @@ pub enum HeaderError {
         /// The character's code point.
         code: u32,
     },
+    /// A `__metadata__` key or value holds a control character other than
+    /// tab and line feed (strict mode only; an escape sequence there would
+    /// act on the terminal of whoever prints it).
+    #[error("__metadata__ entry {key:?} contains the control character U+{code:04X}")]
+    MetadataControlCharacter {
+        /// The metadata key.
+        key: String,
+        /// The character's code point.
+        code: u32,
+    },
 }
 
 /// A slicing request that does not fit the tensor.
@@ -431,7 +441,8 @@ impl HeaderError {
             | H::MalformedField { .. }
             | H::InvalidMetadata { .. }
             | H::ReservedName
-            | H::ControlCharacter { .. } => "invalid JSON in header",
+            | H::ControlCharacter { .. }
+            | H::MetadataControlCharacter { .. } => "invalid JSON in header",
             H::InvertedOffsets { .. } | H::Gap { .. } | H::Overlap { .. } => "invalid offset",
             H::Overflow { .. } => "overflow computing buffer size from shape and/or element type",
             H::NotByteAligned { .. } | H::SizeMismatch { .. } => {
@@ -470,6 +481,7 @@ impl Diagnostic for HeaderError {
             H::InvalidMetadata { .. } => "invalid_metadata",
             H::ReservedName => "reserved_name",
             H::ControlCharacter { .. } => "control_character",
+            H::MetadataControlCharacter { .. } => "metadata_control_character",
         }
     }
 
@@ -503,6 +515,7 @@ impl Diagnostic for HeaderError {
             | H::TrailingBytes { .. }
             | H::Truncated { .. }
             | H::InvalidMetadata { .. }
+            | H::MetadataControlCharacter { .. }
             | H::ReservedName => None,
         }
     }
@@ -562,6 +575,7 @@ impl Diagnostic for HeaderError {
                 json!({ "expected": expected, "actual": actual })
             }
             H::ControlCharacter { code, .. } => json!({ "code": code }),
+            H::MetadataControlCharacter { key, code } => json!({ "key": key, "code": code }),
             H::InvalidUtf8 { .. } | H::InvalidMetadata { .. } | H::ReservedName => json!({}),
         };
         object(value)

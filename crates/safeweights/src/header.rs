@@ -410,6 +410,22 @@ pub(crate) fn check_name(name: &str) -> Result<(), HeaderError> {
     Ok(())
 }
 
+/// Strict rule for `__metadata__` keys and values: no control character but
+/// tab and line feed (ordinary text), since readers print metadata and an
+/// escape sequence in it would act on their terminal.
+pub(crate) fn check_metadata_text(key: &str, text: &str) -> Result<(), HeaderError> {
+    match text
+        .chars()
+        .find(|&c| c.is_control() && c != '\t' && c != '\n')
+    {
+        Some(c) => Err(HeaderError::MetadataControlCharacter {
+            key: key.to_owned(),
+            code: c as u32,
+        }),
+        None => Ok(()),
+    }
+}
+
 fn parse_metadata(meta: Meta, options: &ParseOptions) -> Result<Option<Metadata>, HeaderError> {
     let entries = match meta {
         Meta::Object(entries) => entries,
@@ -440,6 +456,10 @@ fn parse_metadata(meta: Meta, options: &ParseOptions) -> Result<Option<Metadata>
                 key,
                 scope: METADATA_KEY.to_owned(),
             });
+        }
+        if options.strict {
+            check_metadata_text(&key, &key)?;
+            check_metadata_text(&key, &s)?;
         }
         // Lenient: the last value wins, as in the reference's map.
         map.insert(key, s);
@@ -551,6 +571,32 @@ mod tests {
         ));
         let h = Header::parse_file_bytes(&file(json, 2), &ParseOptions::lenient()).unwrap();
         assert_eq!(h.get("a").unwrap().shape, vec![2]);
+    }
+
+    #[test]
+    fn strict_refuses_control_characters_in_metadata() {
+        // issue 21: `\x1b[2J\x1b]0;PWNED\x07` in a metadata value
+        let json = r#"{"__metadata__":{"note":"\u001b[2J\u001b]0;PWNED\u0007"},"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}"#;
+        assert_eq!(
+            parse(json, 1).unwrap_err(),
+            HeaderError::MetadataControlCharacter {
+                key: "note".into(),
+                code: 0x1b
+            }
+        );
+        let key = r#"{"__metadata__":{"a\rb":"x"}}"#;
+        assert!(matches!(
+            parse(key, 0),
+            Err(HeaderError::MetadataControlCharacter { code: 0x0d, .. })
+        ));
+        let lenient = Header::parse_file_bytes(&file(json, 1), &ParseOptions::lenient()).unwrap();
+        assert_eq!(
+            lenient.metadata().unwrap()["note"],
+            "\x1b[2J\x1b]0;PWNED\x07"
+        );
+        // tabs and line feeds are text
+        let text = r#"{"__metadata__":{"license":"line 1\n\tline 2"}}"#;
+        assert!(parse(text, 0).is_ok());
     }
 
     #[test]

@@ -65,6 +65,7 @@ pub mod sniff;
 #[allow(unsafe_code)]
 pub mod source;
 pub mod summary;
+mod text;
 mod writer;
 
 pub use diagnostic::{chain_message, Diagnostic, ErrorClass};
@@ -77,6 +78,7 @@ pub use reader::{Backend, OpenOptions, SafeTensors, SafeTensorsFile, TensorView}
 pub use sharded::{Checkpoint, ShardIndex};
 pub use slice::{DimSelection, ResolvedSlice, SliceIndex};
 pub use source::{FileSource, MemorySource, MmapSource, Source};
+pub use text::{escape_control, escape_control_keep_newlines, is_terminal_control};
 pub use writer::{
     serialize, serialize_with, write_file, write_file_with, AtomicFile, Layout, LayoutEntry,
     StreamingWriter, TensorRef, TensorSpec, TensorWriter, WriteOptions,

@@ -358,6 +358,27 @@ impl Checkpoint {
                 }));
             }
         }
+        // A lexically plain path can still leave the folder through a
+        // symlinked directory (`sub/x.safetensors` with `sub -> ../secret`):
+        // where both resolve, the shard must resolve inside the folder. (A
+        // symlinked shard *file* stays allowed: the Hugging Face cache links
+        // every file to `../../blobs/HASH`.)
+        if let Ok(root) = dir.canonicalize() {
+            for (tensor, shard) in &index.weight_map {
+                let parent = dir.join(shard);
+                let parent = parent.parent().unwrap_or(dir);
+                let inside = match parent.canonicalize() {
+                    Ok(p) => p.starts_with(&root),
+                    Err(_) => true, // missing: opening it reports the I/O error
+                };
+                if !inside {
+                    return Err(shard_err(ShardError::UnsafeShardPath {
+                        tensor: tensor.clone(),
+                        shard: shard.clone(),
+                    }));
+                }
+            }
+        }
         let files = shard_names
             .iter()
             .map(|s| options.open(dir.join(s)))
@@ -766,6 +787,21 @@ pub fn copy_tensor(
 /// # Errors
 /// A read of `src` or a write of `out` that fails.
 pub fn merge(src: &Checkpoint, out: &Path, progress: Progress<'_>) -> Result<u64> {
+    // Writing over one of the inputs would leave the checkpoint invalid
+    // (the merged file beside the other shards duplicates every tensor).
+    if let Some(input) = src
+        .files()
+        .iter()
+        .find(|f| same_file(Path::new(f.name()), out))
+    {
+        return Err(Error::InvalidWrite {
+            file: out.display().to_string(),
+            reason: format!(
+                "the output is one of the checkpoint's inputs ({}); write the merged file elsewhere",
+                input.name()
+            ),
+        });
+    }
     let specs: Vec<TensorSpec> = src
         .tensors()
         .map(|(_, t)| TensorSpec::new(t.name.clone(), t.dtype, t.shape.clone()))
@@ -777,6 +813,22 @@ pub fn merge(src: &Checkpoint, out: &Path, progress: Progress<'_>) -> Result<u64
     }
     writer.finish()?;
     Ok(file_len)
+}
+
+/// Whether `a` and `b` name the same existing file (also through links).
+fn same_file(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (fs_err::metadata(a), fs_err::metadata(b)) {
+            (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
+    }
 }
 
 impl Checkpoint {

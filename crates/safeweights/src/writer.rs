@@ -7,7 +7,7 @@ use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::header::{check_name, Metadata, METADATA_KEY};
+use crate::header::{check_metadata_text, check_name, Metadata, METADATA_KEY};
 use crate::Dtype;
 
 /// A tensor to be written: name, dtype and shape.
@@ -50,14 +50,15 @@ impl Default for WriteOptions {
 }
 
 impl WriteOptions {
-    /// Strict (the default): tensor names with control characters are refused,
-    /// so that every file written reads back under strict rules.
+    /// Strict (the default): tensor names with control characters, and
+    /// metadata with control characters other than tab and line feed, are
+    /// refused, so that every file written reads back under strict rules.
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Writes whatever the reference writes (control characters in names
-    /// allowed). A tensor named `__metadata__` is refused either way: no reader
+    /// and metadata allowed). A tensor named `__metadata__` is refused either way: no reader
     /// could read the file.
     pub fn lenient() -> Self {
         WriteOptions { strict: false }
@@ -111,6 +112,10 @@ impl Layout {
             json.push_str(&quote(METADATA_KEY));
             json.push_str(":{");
             for (i, (k, v)) in metadata.iter().enumerate() {
+                if options.strict {
+                    check_metadata_text(k, k).map_err(|e| e.to_string())?;
+                    check_metadata_text(k, v).map_err(|e| e.to_string())?;
+                }
                 if i > 0 {
                     json.push(',');
                 }

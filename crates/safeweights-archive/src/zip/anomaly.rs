@@ -57,6 +57,16 @@ pub enum Anomaly {
         /// Offset of the second one's local header.
         offset: u64,
     },
+    /// Two entries whose names differ only in case: readers that look names
+    /// up without regard to case (PyTorch's) may use either.
+    CaseTwin {
+        /// The second entry's name.
+        name: String,
+        /// The first entry's name.
+        other: String,
+        /// Offset of the second one's local header.
+        offset: u64,
+    },
     /// The central directory points at no local header
     /// ([`ZipArchive::inspect`](crate::zip::ZipArchive::inspect) only; an error otherwise).
     MissingLocalHeader {
@@ -135,6 +145,7 @@ impl Anomaly {
             | Anomaly::UnsupportedMethod { name, .. }
             | Anomaly::PathTraversal { name, .. }
             | Anomaly::DuplicateName { name, .. }
+            | Anomaly::CaseTwin { name, .. }
             | Anomaly::MissingLocalHeader { name, .. }
             | Anomaly::LocalMismatch { name, .. }
             | Anomaly::DescriptorMismatch { name, .. }
@@ -154,6 +165,7 @@ impl Anomaly {
             | Anomaly::UnsupportedMethod { offset, .. }
             | Anomaly::PathTraversal { offset, .. }
             | Anomaly::DuplicateName { offset, .. }
+            | Anomaly::CaseTwin { offset, .. }
             | Anomaly::MissingLocalHeader { offset, .. }
             | Anomaly::LocalMismatch { offset, .. }
             | Anomaly::DescriptorMismatch { offset, .. }
@@ -187,6 +199,10 @@ impl fmt::Display for Anomaly {
             Anomaly::DuplicateName { name, .. } => write!(
                 f,
                 "member name {name:?} appears more than once; readers disagree on which one is used"
+            ),
+            Anomaly::CaseTwin { name, other, .. } => write!(
+                f,
+                "member names {other:?} and {name:?} differ only in case; readers that ignore case disagree on which one is used"
             ),
             Anomaly::MissingLocalHeader { .. } => {
                 f.write_str("central directory points at no local header")

@@ -123,8 +123,7 @@ fn zip64_extra(extra: &[u8], size: &mut u64, csize: &mut u64, off: Option<&mut u
 
 /// Absolute, drive-relative or `..` names escape the extraction folder.
 fn traversal(name: &str) -> bool {
-    let n = name.replace('\\', "/");
-    n.starts_with('/') || n.as_bytes().get(1) == Some(&b':') || n.split('/').any(|c| c == "..")
+    super::spec::escapes_extraction(name)
 }
 
 impl<R: Source> ZipArchive<R> {
@@ -323,6 +322,9 @@ impl<R: Source> ZipArchive<R> {
         };
         let mut found = Vec::new();
         let mut spans: Vec<(u64, u64, usize)> = Vec::new();
+        // Names folded to lower case: readers that look members up without
+        // regard to case (miniz, which PyTorch uses) may take either twin.
+        let mut folded: HashMap<String, String> = HashMap::new();
         for (i, e) in self.entries.iter_mut().enumerate() {
             let n = &e.name;
             let lo = e.header_offset;
@@ -335,6 +337,18 @@ impl<R: Source> ZipArchive<R> {
                 }
                 std::collections::hash_map::Entry::Vacant(v) => {
                     v.insert(i);
+                    match folded.entry(n.to_lowercase()) {
+                        std::collections::hash_map::Entry::Occupied(o) => {
+                            found.push(Anomaly::CaseTwin {
+                                name: n.clone(),
+                                other: o.get().clone(),
+                                offset: lo,
+                            });
+                        }
+                        std::collections::hash_map::Entry::Vacant(v) => {
+                            v.insert(n.clone());
+                        }
+                    }
                 }
             }
             if traversal(n) {
@@ -695,7 +709,11 @@ impl<R: Source> ZipArchive<R> {
                     }
                     good && crc == e.crc32
                 }
-                _ => self.read(e, e.size).is_ok(),
+                // Streamed: a member is inflated in bounded memory, its
+                // declared size and CRC-32 checked as the bytes pass.
+                _ => self
+                    .open_member(e)
+                    .is_ok_and(|mut r| std::io::copy(&mut r, &mut std::io::sink()).is_ok()),
             };
             if !ok {
                 found.push(Anomaly::CrcMismatch {
@@ -754,7 +772,7 @@ impl<R: Source> ZipArchive<R> {
 
     /// The first `n` bytes of a member (for identifying it); a broken
     /// deflate stream yields what could be expanded, zero-filled to the
-    /// window it was expanded into (see [`broken_head_len`]).
+    /// window it was expanded into (see `broken_head_len`).
     pub fn head(&self, e: &Entry, n: usize) -> Result<Cow<'_, [u8]>, InspectError> {
         self.inspectable(e)?;
         match e.method {
@@ -907,6 +925,25 @@ mod tests {
             .iter()
             .any(|a| matches!(a, Anomaly::PathTraversal { name, .. } if name == "../x")));
         assert_eq!(zip.read(zip.entry("a").unwrap(), 10).unwrap(), b"1");
+    }
+
+    /// Issue 21: `archive/data.pkl` and `archive/DATA.pkl` differ only in
+    /// case; PyTorch's reader may pick either, so the twin is an anomaly.
+    #[test]
+    fn issue21_case_twins_are_an_anomaly() {
+        let z = write_stored(&[("archive/data.pkl", b"1"), ("archive/DATA.pkl", b"2")]);
+        let zip = ZipArchive::new(MemorySource::new(z)).unwrap();
+        assert!(
+            zip.anomalies().iter().any(|a| matches!(a,
+                Anomaly::CaseTwin { name, other, .. } if name == "archive/DATA.pkl" && other == "archive/data.pkl")),
+            "{:?}",
+            zip.anomalies()
+        );
+        let plain = write_stored(&[("a/data.pkl", b"1"), ("a/data/0", b"2")]);
+        assert!(ZipArchive::new(MemorySource::new(plain))
+            .unwrap()
+            .anomalies()
+            .is_empty());
     }
 
     #[test]

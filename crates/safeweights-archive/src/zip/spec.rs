@@ -57,6 +57,14 @@ pub fn crc32(crc: u32, data: &[u8]) -> u32 {
     h.finalize()
 }
 
+/// Whether a member name would land outside the folder it is extracted to:
+/// absolute (`/x`, `\\x`), drive-relative (`C:x`), or with a `..` component
+/// (either separator).
+pub fn escapes_extraction(name: &str) -> bool {
+    let n = name.replace('\\', "/");
+    n.starts_with('/') || n.as_bytes().get(1) == Some(&b':') || n.split('/').any(|c| c == "..")
+}
+
 #[cfg(test)]
 #[allow(clippy::disallowed_methods)] // Tests build fixtures with std::fs.
 mod tests {

@@ -59,6 +59,14 @@ impl<W: Write + Seek> ZipWriter<W> {
         if self.open.is_some() {
             return Err(io::Error::other("previous zip entry not finished"));
         }
+        if name.is_empty() || name.contains('\0') || super::spec::escapes_extraction(name) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "zip entry name {name:?} is empty, absolute or climbs out with '..': it would be extracted outside its folder"
+                ),
+            ));
+        }
         if name.len() > usize::from(u16::MAX) - 1 {
             return Err(io::Error::other("zip entry name longer than 65534 bytes"));
         }
@@ -283,6 +291,28 @@ mod tests {
         assert_eq!(&data[60..], &[9u8; 40]);
         let e = zip.entry("archive/data.pkl").unwrap();
         assert_eq!(zip.read(e, 1000).unwrap(), b"pickle bytes");
+    }
+
+    /// Issue 21: no member name that would be extracted outside its folder.
+    #[test]
+    fn issue21_unsafe_member_names_are_refused() {
+        for name in [
+            "../../escape.npy",
+            "/abs/path.npy",
+            "a/../../b",
+            "..\\x",
+            "C:evil.npy",
+            "\\\\server\\x",
+            "",
+            "a\0b",
+        ] {
+            let mut w = ZipWriter::new(io::Cursor::new(Vec::new()));
+            let err = w.entry(name, b"x").unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{name:?}");
+            assert!(w.records.is_empty());
+        }
+        let mut w = ZipWriter::new(io::Cursor::new(Vec::new()));
+        w.entry("a/b..c/..d.npy", b"x").unwrap();
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use safeweights_convert::{convert, ConvertOptions, ConvertSummary};
 
 use crate::cli::ConvertArgs;
-use crate::printer::{human_bytes, Printer};
+use crate::printer::{esc, esc_path, human_bytes, Printer};
 use crate::progress::Bar;
 
 // The bar's total is only known once the converter reports it.
@@ -17,7 +17,8 @@ pub fn run(args: &ConvertArgs, printer: &mut Printer) -> anyhow::Result<Status> 
         .keep_shared(args.keep_shared)
         .metadata_leaves(args.metadata_leaves)
         .max_shard_size(args.max_shard_size)
-        .overwrite(args.force);
+        .overwrite(args.force)
+        .allow_zip_anomalies(args.allow_zip_anomalies);
     if let Some(handle) = bar.handle() {
         options = options.progress(move |p| {
             handle.set_total(p.bytes_total);
@@ -36,9 +37,9 @@ pub fn run(args: &ConvertArgs, printer: &mut Printer) -> anyhow::Result<Status> 
 pub fn print_summary(s: &ConvertSummary, printer: &mut Printer) -> std::io::Result<()> {
     printer.line(format!(
         "converted {} ({}) -> {} ({}): {} tensors, {} in {:.2}s{}",
-        s.source.display(),
+        esc_path(&s.source),
         s.source_format,
-        s.destination.display(),
+        esc_path(&s.destination),
         s.target_format,
         s.tensors,
         human_bytes(s.bytes),
@@ -49,25 +50,34 @@ pub fn print_summary(s: &ConvertSummary, printer: &mut Printer) -> std::io::Resu
             ""
         }
     ))?;
+    for f in &s.files_removed {
+        printer.line(format!(
+            "  removed {} (from the earlier output)",
+            esc_path(f)
+        ))?;
+    }
     for f in &s.files_written {
-        printer.line(format!("  wrote   {}", f.display()))?;
+        printer.line(format!("  wrote   {}", esc_path(f)))?;
     }
     for f in &s.files_copied {
-        printer.line(format!("  copied  {}", f.display()))?;
+        printer.line(format!("  copied  {}", esc_path(f)))?;
     }
-    for f in &s.files_skipped {
-        printer.line(format!("  skipped {} ({})", f.path.display(), f.reason))?;
-    }
+    print_skipped(&s.files_skipped, printer)?;
     for a in &s.dropped_aliases {
-        printer.line(format!("  alias   {} (same tensor as {})", a.name, a.kept))?;
+        printer.line(format!(
+            "  alias   {} (same tensor as {})",
+            esc(&a.name),
+            esc(&a.kept)
+        ))?;
     }
     for c in &s.shared_copies {
         printer.line(format!(
-            "  copy    {c} (a different view of a shared storage, written on its own)"
+            "  copy    {} (a different view of a shared storage, written on its own)",
+            esc(c)
         ))?;
     }
     if !s.non_tensor_leaves.is_empty() {
-        let names: Vec<String> = s.non_tensor_leaves.iter().map(|l| l.name.clone()).collect();
+        let names: Vec<String> = s.non_tensor_leaves.iter().map(|l| esc(&l.name)).collect();
         if s.leaves_in_metadata {
             printer.line(format!(
                 "  kept {} non-tensor values in __metadata__: {}",
@@ -81,6 +91,22 @@ pub fn print_summary(s: &ConvertSummary, printer: &mut Printer) -> std::io::Resu
                 names.join(", ")
             ))?;
         }
+    }
+    Ok(())
+}
+
+/// The files of a model folder left out, with the reason (also used by
+/// `reshard` and `merge` for the folder's other files).
+pub fn print_skipped(
+    skipped: &[safeweights_convert::SkippedFile],
+    printer: &mut Printer,
+) -> std::io::Result<()> {
+    for f in skipped {
+        printer.line(format!(
+            "  skipped {} ({})",
+            esc_path(&f.path),
+            esc(&f.reason)
+        ))?;
     }
     Ok(())
 }

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::open_checkpoint;
 use crate::cli::DiffArgs;
-use crate::printer::{grouped, significant, Printer};
+use crate::printer::{esc, grouped, significant, Printer};
 use crate::progress::Bar;
 use crate::Status;
 
@@ -24,11 +24,11 @@ pub struct Report {
 
 /// Prints a report as text.
 pub fn print_human(report: &Report, printer: &mut Printer) -> std::io::Result<()> {
-    printer.line(format_args!("a: {}", report.a))?;
-    printer.line(format_args!("b: {}", report.b))?;
+    printer.line(format_args!("a: {}", esc(&report.a)))?;
+    printer.line(format_args!("b: {}", esc(&report.b)))?;
     let report = &report.comparison;
     if !report.metadata.equal {
-        let show = |m: &Option<Metadata>| serde_json::to_string(m).unwrap_or_default();
+        let show = |m: &Option<Metadata>| esc(&serde_json::to_string(m).unwrap_or_default());
         printer.line(format_args!(
             "metadata differs: a {} | b {}",
             show(&report.metadata.a),
@@ -36,28 +36,25 @@ pub fn print_human(report: &Report, printer: &mut Printer) -> std::io::Result<()
         ))?;
     }
     for name in &report.only_in_a {
-        printer.line(format_args!("only in a  {name}"))?;
+        printer.line(format_args!("only in a  {}", esc(name)))?;
     }
     for name in &report.only_in_b {
-        printer.line(format_args!("only in b  {name}"))?;
+        printer.line(format_args!("only in b  {}", esc(name)))?;
     }
     for c in &report.changed {
+        let name = esc(&c.name);
         let text = match c.change {
-            Change::Dtype => format!("dtype      {}: {} -> {}", c.name, c.dtype[0], c.dtype[1]),
-            Change::Shape => format!(
-                "shape      {}: {:?} -> {:?}",
-                c.name, c.shape[0], c.shape[1]
-            ),
+            Change::Dtype => format!("dtype      {name}: {} -> {}", c.dtype[0], c.dtype[1]),
+            Change::Shape => format!("shape      {name}: {:?} -> {:?}", c.shape[0], c.shape[1]),
             Change::DtypeAndShape => format!(
-                "dtype+shape {}: {} {:?} -> {} {:?}",
-                c.name, c.dtype[0], c.shape[0], c.dtype[1], c.shape[1]
+                "dtype+shape {name}: {} {:?} -> {} {:?}",
+                c.dtype[0], c.shape[0], c.dtype[1], c.shape[1]
             ),
             Change::Values => {
                 let differing = c.differing_values.unwrap_or(0);
                 let mut text = if differing == 0 {
                     format!(
-                        "values     {}: bitwise different, numerically equal (signed zeros or NaN payloads)",
-                        c.name
+                        "values     {name}: bitwise different, numerically equal (signed zeros or NaN payloads)"
                     )
                 } else {
                     let noun = if differing == 1 {
@@ -65,7 +62,7 @@ pub fn print_human(report: &Report, printer: &mut Printer) -> std::io::Result<()
                     } else {
                         "values differ"
                     };
-                    format!("values     {}: {} {noun}", c.name, grouped(differing))
+                    format!("values     {name}: {} {noun}", grouped(differing))
                 };
                 if let (Some(max), true) = (c.max_abs_diff, differing > 0) {
                     text.push_str(&format!(", max |a-b| = {}", significant(max)));

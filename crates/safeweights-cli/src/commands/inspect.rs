@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::{expand_pipeline, open_checkpoint};
 use crate::cli::InspectArgs;
-use crate::printer::{grouped, human_bytes, human_count, Align, Printer};
+use crate::printer::{esc, grouped, human_bytes, human_count, Align, Printer};
 use crate::Status;
 
 /// The JSON document of `inspect --json` (documented in docs/cli.md): the
@@ -29,7 +29,7 @@ pub fn report(path: &str, ckpt: &safeweights::Checkpoint) -> Report {
 
 /// Prints a report as text.
 pub fn print_human(report: &Report, printer: &mut Printer) -> std::io::Result<()> {
-    printer.line(format_args!("path: {}", report.path))?;
+    printer.line(format_args!("path: {}", esc(&report.path)))?;
     let report = &report.summary;
     let sharded = report.layout == Layout::Sharded;
     if sharded {
@@ -44,14 +44,14 @@ pub fn print_human(report: &Report, printer: &mut Printer) -> std::io::Result<()
         Some(m) if !m.is_empty() => {
             printer.line("metadata:")?;
             for (k, v) in m {
-                printer.line(format_args!("  {k}: {v}"))?;
+                printer.line(format_args!("  {}: {}", esc(k), esc(v)))?;
             }
         }
         _ => printer.line("metadata: (none)")?,
     }
     if let Some(m) = &report.index_metadata {
         let text = serde_json::to_string(m).unwrap_or_default();
-        printer.line(format_args!("index metadata: {text}"))?;
+        printer.line(format_args!("index metadata: {}", esc(&text)))?;
     }
     printer.blank()?;
     let mut header = vec!["NAME", "DTYPE", "SHAPE"];

@@ -9,7 +9,7 @@ use safeweights_load::{
 use serde_json::{json, Value};
 
 use crate::cli::LoadArgs;
-use crate::printer::{count, human_bytes, Printer};
+use crate::printer::{count, esc, human_bytes, Printer};
 use crate::Status;
 
 /// Loads the checkpoint and prints the engine's report.
@@ -67,7 +67,7 @@ pub fn run(args: &LoadArgs, printer: &mut Printer) -> anyhow::Result<Status> {
         Some(m) => {
             printer.line(format!(
                 "MISMATCH: {}: tensor {}: loaded bytes differ from the file's, first at byte {} of the tensor",
-                m["file"].as_str().unwrap_or_default(),
+                esc(m["file"].as_str().unwrap_or_default()),
                 m["tensor"],
                 m["offset"]
             ))?;
@@ -110,7 +110,7 @@ pub fn print_report(r: &LoadReport, p: &mut Printer) -> std::io::Result<()> {
             .as_deref()
             .map(|why| format!(" (fallback: {why})"))
             .unwrap_or_default();
-        p.line(format!("  {}: {mode}{cached}{fallback}", f.file))?;
+        p.line(format!("  {}: {mode}{cached}{fallback}", esc(&f.file)))?;
     }
     Ok(())
 }

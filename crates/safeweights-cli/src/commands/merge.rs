@@ -4,8 +4,12 @@ use serde::Serialize;
 
 use super::open_checkpoint;
 use crate::cli::MergeArgs;
+use safeweights_convert::{copy_companion_files, Companions};
+
+use super::convert::print_skipped;
+use super::source_folder;
 use crate::errors::hinted;
-use crate::printer::{human_bytes, Printer};
+use crate::printer::{esc, esc_path, human_bytes, Printer};
 use crate::progress::Bar;
 use crate::Status;
 
@@ -24,6 +28,9 @@ pub struct Report {
     pub total_size: u64,
     /// Size of the file written.
     pub file_bytes: u64,
+    /// The source folder's other files (config, tokenizer ...) copied
+    /// beside the output, and those left out with the reason.
+    pub companions: Companions,
 }
 
 /// `safeweights merge`.
@@ -47,6 +54,18 @@ pub fn run(args: &MergeArgs, printer: &mut Printer) -> anyhow::Result<Status> {
     let bar = Bar::new(printer.wants_progress(), src.total_size(), "merging");
     let file_bytes = src.merge_into(&args.output, &mut |n| bar.inc(n))?;
     bar.finish();
+    // the folder's other files, so that `from_pretrained` loads the output
+    let companions = match (source_folder(&args.path), args.output.parent()) {
+        (Some(src), Some(parent)) => {
+            let parent = if parent.as_os_str().is_empty() {
+                std::path::Path::new(".")
+            } else {
+                parent
+            };
+            copy_companion_files(&src, parent, args.force)?
+        }
+        _ => Companions::default(),
+    };
     let report = Report {
         source: args.path.display().to_string(),
         output: args.output.display().to_string(),
@@ -54,17 +73,27 @@ pub fn run(args: &MergeArgs, printer: &mut Printer) -> anyhow::Result<Status> {
         tensors: src.len(),
         total_size: src.total_size(),
         file_bytes,
+        companions,
     };
     printer.line(format_args!(
         "merged {} shard{} of {} ({} tensors, {}) into {} ({})",
         report.shards,
         if report.shards == 1 { "" } else { "s" },
-        report.source,
+        esc(&report.source),
         report.tensors,
         human_bytes(report.total_size),
-        report.output,
+        esc(&report.output),
         human_bytes(report.file_bytes)
     ))?;
+    print_companions(&report.companions, printer)?;
     printer.json(&report)?;
     Ok(Status::Success)
+}
+
+/// The other files copied beside the weights, and those left out.
+pub fn print_companions(c: &Companions, printer: &mut Printer) -> std::io::Result<()> {
+    for f in &c.copied {
+        printer.line(format!("  copied  {}", esc_path(f)))?;
+    }
+    print_skipped(&c.skipped, printer)
 }

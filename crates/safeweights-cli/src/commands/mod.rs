@@ -86,6 +86,22 @@ pub fn expand_pipeline(path: &Path) -> Vec<std::path::PathBuf> {
     }
 }
 
+/// The model folder of a checkpoint given as a folder or an index file,
+/// whose other files (config, tokenizer ...) go with rewritten weights;
+/// `None` for a single file.
+pub fn source_folder(path: &Path) -> Option<std::path::PathBuf> {
+    if path.is_dir() {
+        Some(path.to_path_buf())
+    } else if path.to_string_lossy().ends_with(".index.json") {
+        match path.parent() {
+            Some(p) if p.as_os_str().is_empty() => Some(".".into()),
+            p => p.map(Path::to_path_buf),
+        }
+    } else {
+        None
+    }
+}
+
 /// A shard's name relative to its checkpoint: its file name.
 pub fn file_label(name: &str) -> String {
     Path::new(name)

@@ -7,10 +7,13 @@ use safeweights::sharded::{self, ShardFile};
 use safeweights::Checkpoint;
 use serde::Serialize;
 
-use super::{file_label, open_checkpoint};
+use safeweights_convert::{copy_companion_files, Companions};
+
+use super::merge::print_companions;
+use super::{file_label, open_checkpoint, source_folder};
 use crate::cli::ReshardArgs;
 use crate::errors::hinted;
-use crate::printer::{grouped, human_bytes, Align, Printer};
+use crate::printer::{esc, grouped, human_bytes, Align, Printer};
 use crate::progress::Bar;
 use crate::Status;
 
@@ -31,6 +34,9 @@ pub struct Report {
     pub tensors: usize,
     /// Tensor bytes written.
     pub total_size: u64,
+    /// The source folder's other files (config, tokenizer ...) copied into
+    /// the output folder, and those left out with the reason.
+    pub companions: Companions,
 }
 
 /// Refuses to write into a folder that already holds a checkpoint.
@@ -92,6 +98,11 @@ pub fn run(args: &ReshardArgs, printer: &mut Printer) -> anyhow::Result<Status> 
         &mut |n| bar.inc(n),
     )?;
     bar.finish();
+    // the folder's other files, so that `from_pretrained` loads the output
+    let companions = match source_folder(&args.path) {
+        Some(src) => copy_companion_files(&src, &args.output, args.force)?,
+        None => Companions::default(),
+    };
     let index = written
         .iter()
         .find(|p| p.extension().is_some_and(|e| e == "json"))
@@ -104,13 +115,14 @@ pub fn run(args: &ReshardArgs, printer: &mut Printer) -> anyhow::Result<Status> 
         total_size: shards.iter().map(|s| s.bytes).sum(),
         shards,
         index,
+        companions,
     };
     printer.line(format_args!(
         "resharded {} ({} tensors, {}) into {} with shards of at most {}:",
-        report.source,
+        esc(&report.source),
         report.tensors,
         human_bytes(report.total_size),
-        report.output,
+        esc(&report.output),
         human_bytes(report.max_shard_size)
     ))?;
     let rows: Vec<Vec<String>> = report
@@ -127,6 +139,7 @@ pub fn run(args: &ReshardArgs, printer: &mut Printer) -> anyhow::Result<Status> 
         Some(index) => printer.line(format_args!("index: {index}"))?,
         None => printer.line("everything fits in one file: no index written")?,
     }
+    print_companions(&report.companions, printer)?;
     printer.json(&report)?;
     Ok(Status::Success)
 }

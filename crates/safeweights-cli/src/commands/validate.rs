@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::{expand_pipeline, open_checkpoint};
 use crate::cli::ValidateArgs;
 use crate::errors::{self, ErrorInfo};
-use crate::printer::Printer;
+use crate::printer::{esc, Printer};
 use crate::Status;
 
 /// The result for one path (an element of the `validate --json` array).
@@ -67,12 +67,12 @@ pub fn human_line(outcome: &Outcome) -> String {
             };
             format!(
                 "OK       {}: {} tensors{where_}",
-                outcome.path,
+                esc(&outcome.path),
                 outcome.tensors.unwrap_or(0)
             )
         }
-        Some(e) if outcome.is_io_error() => format!("ERROR    {}", e.message),
-        Some(e) => format!("INVALID  {} [{}]", e.message, e.kind),
+        Some(e) if outcome.is_io_error() => format!("ERROR    {}", esc(&e.message)),
+        Some(e) => format!("INVALID  {} [{}]", esc(&e.message), e.kind),
     }
 }
 

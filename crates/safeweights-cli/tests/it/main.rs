@@ -6,6 +6,7 @@ mod changing;
 #[path = "../../../safeweights-load/tests/cudart_emu/mod.rs"]
 mod cudart_emu;
 mod fit;
+mod paths;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

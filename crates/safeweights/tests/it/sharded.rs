@@ -390,3 +390,71 @@ fn issue20_variants_and_side_by_side_checkpoints() {
     let err = shard_err(Checkpoint::open(bin.path()).unwrap_err());
     assert_eq!(err, ShardError::PickleWeights("pytorch_model.bin".into()));
 }
+
+/// Issue 21: `sub/x.safetensors` with `sub -> ../secret` leaves the folder
+/// although the path is lexically plain; it is refused like `../secret/...`.
+#[test]
+fn issue21_shard_path_through_a_directory_symlink_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    let ckpt = dir.path().join("ckpt");
+    std::fs::create_dir_all(&secret).unwrap();
+    std::fs::create_dir_all(ckpt.join("inside")).unwrap();
+    let a = Owned::counting("a", Dtype::U8, &[4]);
+    write_file(
+        secret.join("x.safetensors"),
+        &refs(std::slice::from_ref(&a)),
+        None,
+    )
+    .unwrap();
+    write_file(
+        ckpt.join("inside/x.safetensors"),
+        &refs(std::slice::from_ref(&a)),
+        None,
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("../secret", ckpt.join("sub")).unwrap();
+    let index = ckpt.join("model.safetensors.index.json");
+    std::fs::write(&index, r#"{"weight_map":{"a":"sub/x.safetensors"}}"#).unwrap();
+    let err = Checkpoint::open(&index).unwrap_err();
+    assert!(
+        matches!(&err, Error::Shard { source: ShardError::UnsafeShardPath { shard, .. }, .. } if shard == "sub/x.safetensors"),
+        "{err}"
+    );
+    // a sub-folder that stays inside is fine, and so is a symlinked shard file
+    std::fs::write(&index, r#"{"weight_map":{"a":"inside/x.safetensors"}}"#).unwrap();
+    assert_eq!(Checkpoint::open(&index).unwrap().len(), 1);
+    std::os::unix::fs::symlink("inside/x.safetensors", ckpt.join("linked.safetensors")).unwrap();
+    std::fs::write(&index, r#"{"weight_map":{"a":"linked.safetensors"}}"#).unwrap();
+    assert_eq!(Checkpoint::open(&index).unwrap().len(), 1);
+}
+
+/// Issue 22: merging onto one of the inputs would leave the checkpoint
+/// invalid; it is refused and the shard is untouched.
+#[test]
+fn issue22_merge_onto_an_input_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("model.safetensors");
+    write_file(&src, &refs(&model()), None).unwrap();
+    let out = dir.path().join("sharded");
+    write_sharded(
+        &Checkpoint::open(&src).unwrap(),
+        &out,
+        "model",
+        Some(10_000),
+        None,
+        &mut |_| {},
+    )
+    .unwrap();
+    let shard = out.join("model-00001-of-00005.safetensors");
+    let before = std::fs::read(&shard).unwrap();
+    let ckpt = Checkpoint::open(&out).unwrap();
+    let err = ckpt.merge_into(&shard, &mut |_| {}).unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidWrite { reason, .. } if reason.contains("one of the checkpoint's inputs")),
+        "{err}"
+    );
+    drop(ckpt);
+    assert_eq!(std::fs::read(&shard).unwrap(), before);
+    assert_eq!(Checkpoint::open(&out).unwrap().len(), 10);
+}
