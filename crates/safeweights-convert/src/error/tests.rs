@@ -80,6 +80,25 @@ fn examples() -> Vec<ConvertError> {
             tensor: tensor(),
             reason: "byte 3 differs".to_owned(),
         },
+        ConvertError::DestinationNotOurs {
+            path: PathBuf::from("out"),
+            files: "notes.txt".to_owned(),
+        },
+        ConvertError::UnsafeOutput {
+            file: PathBuf::from("out/extra.npy"),
+            reason: "NumPy object array: the data is a pickle".to_owned(),
+        },
+        ConvertError::UnsafeTensorName {
+            file: PathBuf::from("x.safetensors"),
+            tensor: "../../escape".to_owned(),
+            reason: "the member name would leave the extraction folder".to_owned(),
+        },
+        ConvertError::ZipAnomaly {
+            file: file(),
+            member: Some("archive/data.pkl".to_owned()),
+            rule: "zip.duplicate-name".to_owned(),
+            what: "two members are named archive/data.pkl".to_owned(),
+        },
     ]
 }
 

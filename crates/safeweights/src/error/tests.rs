@@ -134,6 +134,10 @@ fn header_errors() -> Vec<HeaderError> {
             tensor: "a\u{1b}b".to_owned(),
             code: 0x1b,
         },
+        H::MetadataControlCharacter {
+            key: "note".to_owned(),
+            code: 0x1b,
+        },
     ]
 }
 
