@@ -104,8 +104,9 @@ pub fn merge(
     }
     let result = py.allow_threads(|| {
         let src = open(&path, lenient)?;
+        let options = safeweights::WriteOptions::new().replace(overwrite);
         let file_bytes = src
-            .merge_into(&output, &mut |_| {})
+            .merge_into_with(&output, &options, &mut |_| {})
             .map_err(Failure::Write)?;
         Ok(MergeReport {
             source: path.display().to_string(),

@@ -295,7 +295,10 @@ pub(crate) fn write_safetensors(
                 TensorSpec::new(e.name.clone(), e.dtype, e.shape.clone())
             })
             .collect();
-        let mut w = StreamingWriter::create(&path, specs, Some(meta))?;
+        // Without overwrite the output is created only if its name is still
+        // free when it is complete: a concurrent writer's file is kept.
+        let replace = safeweights::WriteOptions::new().replace(opts.overwrite);
+        let mut w = StreamingWriter::create_with(&path, specs, Some(meta), &replace)?;
         for &i in group {
             let e = &src.entries()[i];
             opts.report(Phase::Writing, &e.name, done, total);
@@ -465,7 +468,11 @@ fn write_zip<'h>(
     tail: &[(&str, &[u8])],
 ) -> Result<()> {
     let entries = src.entries();
-    let atomic = AtomicFile::create(dst)?;
+    let atomic = if opts.overwrite {
+        AtomicFile::create(dst)?
+    } else {
+        AtomicFile::create_new(dst)?
+    };
     let io = |e| ConvertError::Io {
         file: dst.to_path_buf(),
         source: e,

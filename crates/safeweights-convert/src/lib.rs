@@ -96,8 +96,14 @@ pub fn convert(
     let meta = fs_err::metadata(src).map_err(error::io_err(src))?;
     let mut summary = if meta.is_dir() {
         folder::convert_folder(src, dst, options)?
-    } else {
+    } else if meta.is_file() {
         convert::convert_file(src, dst, options)?
+    } else {
+        // A FIFO or a device: opening it could wait forever for a writer.
+        return Err(ConvertError::Unsupported {
+            file: src.to_path_buf(),
+            reason: "not a regular file (a FIFO, socket or device); give a file or a folder".into(),
+        });
     };
     summary.seconds = start.elapsed().as_secs_f64();
     Ok(summary)

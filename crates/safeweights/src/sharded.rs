@@ -7,7 +7,7 @@ use std::path::{Component, Path, PathBuf};
 use crate::error::{Error, Result, ShardError};
 use crate::header::{Metadata, TensorInfo};
 use crate::reader::{OpenOptions, SafeTensorsFile, TensorView};
-use crate::writer::{StreamingWriter, TensorSpec};
+use crate::writer::{StreamingWriter, TensorSpec, WriteOptions};
 
 /// The conventional index file name.
 pub const INDEX_FILE_NAME: &str = "model.safetensors.index.json";
@@ -787,6 +787,17 @@ pub fn copy_tensor(
 /// # Errors
 /// A read of `src` or a write of `out` that fails.
 pub fn merge(src: &Checkpoint, out: &Path, progress: Progress<'_>) -> Result<u64> {
+    merge_with(src, out, &WriteOptions::default(), progress)
+}
+
+/// [`merge`] with write options: with [`WriteOptions::replace`]`(false)` an
+/// output that another writer creates meanwhile is kept, and the merge fails.
+pub fn merge_with(
+    src: &Checkpoint,
+    out: &Path,
+    options: &WriteOptions,
+    progress: Progress<'_>,
+) -> Result<u64> {
     // Writing over one of the inputs would leave the checkpoint invalid
     // (the merged file beside the other shards duplicates every tensor).
     if let Some(input) = src
@@ -806,7 +817,7 @@ pub fn merge(src: &Checkpoint, out: &Path, progress: Progress<'_>) -> Result<u64
         .tensors()
         .map(|(_, t)| TensorSpec::new(t.name.clone(), t.dtype, t.shape.clone()))
         .collect();
-    let mut writer = StreamingWriter::create(out, specs, src.metadata())?;
+    let mut writer = StreamingWriter::create_with(out, specs, src.metadata(), options)?;
     let file_len = writer.layout().file_len();
     for (file, info) in src.tensors() {
         copy_tensor(file, info, &mut writer, progress)?;
@@ -838,6 +849,16 @@ impl Checkpoint {
     /// A read of the checkpoint or a write of `out` that fails.
     pub fn merge_into(&self, out: &Path, progress: Progress<'_>) -> Result<u64> {
         merge(self, out, progress)
+    }
+
+    /// [`Checkpoint::merge_into`] with write options ([`merge_with`]).
+    pub fn merge_into_with(
+        &self,
+        out: &Path,
+        options: &WriteOptions,
+        progress: Progress<'_>,
+    ) -> Result<u64> {
+        merge_with(self, out, options, progress)
     }
 }
 

@@ -41,11 +41,15 @@ impl TensorSpec {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WriteOptions {
     strict: bool,
+    replace: bool,
 }
 
 impl Default for WriteOptions {
     fn default() -> Self {
-        WriteOptions { strict: true }
+        WriteOptions {
+            strict: true,
+            replace: true,
+        }
     }
 }
 
@@ -61,12 +65,30 @@ impl WriteOptions {
     /// and metadata allowed). A tensor named `__metadata__` is refused either way: no reader
     /// could read the file.
     pub fn lenient() -> Self {
-        WriteOptions { strict: false }
+        WriteOptions {
+            strict: false,
+            ..Self::default()
+        }
     }
 
     /// Whether strict checks are on.
     pub fn is_strict(&self) -> bool {
         self.strict
+    }
+
+    /// Whether an existing file at the target is replaced (the default, as
+    /// the reference's `save_file` does). With `false` the file is given its
+    /// name only if the name is still free when it is complete: a file that
+    /// appeared meanwhile (another writer's) is kept and the write fails
+    /// with [`std::io::ErrorKind::AlreadyExists`].
+    pub fn replace(mut self, replace: bool) -> Self {
+        self.replace = replace;
+        self
+    }
+
+    /// Whether an existing target is replaced.
+    pub fn replaces(&self) -> bool {
+        self.replace
     }
 }
 
@@ -363,7 +385,11 @@ impl StreamingWriter {
                 reason,
             }
         })?;
-        let file = AtomicFile::create(path)?;
+        let file = if options.replaces() {
+            AtomicFile::create(path)?
+        } else {
+            AtomicFile::create_new(path)?
+        };
         let written = vec![0; layout.entries().len()];
         let mut writer = StreamingWriter {
             layout,

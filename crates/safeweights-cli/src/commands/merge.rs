@@ -52,7 +52,10 @@ pub fn run(args: &MergeArgs, printer: &mut Printer) -> anyhow::Result<Status> {
         ));
     }
     let bar = Bar::new(printer.wants_progress(), src.total_size(), "merging");
-    let file_bytes = src.merge_into(&args.output, &mut |n| bar.inc(n))?;
+    // Without --force the output is created only if its name is still free
+    // when it is complete: a concurrent writer's file is never replaced.
+    let options = safeweights::WriteOptions::new().replace(args.force);
+    let file_bytes = src.merge_into_with(&args.output, &options, &mut |n| bar.inc(n))?;
     bar.finish();
     // the folder's other files, so that `from_pretrained` loads the output
     let companions = match (source_folder(&args.path), args.output.parent()) {

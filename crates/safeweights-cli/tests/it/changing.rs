@@ -53,6 +53,9 @@ fn a_fifo_is_refused_by_every_reading_command() {
         &["diff", "pipe.safetensors", "ok.safetensors"],
         &["load", "pipe.safetensors"],
         &["scan", "pipe.safetensors"],
+        &["convert", "pipe.safetensors", "out.npz"],
+        &["merge", "pipe.safetensors", "-o", "merged.safetensors"],
+        &["reshard", "pipe.safetensors", "-o", "shards"],
     ] {
         let (code, stderr) = run_bounded(dir.path(), args);
         assert_eq!(code, 2, "{args:?}: {stderr}");

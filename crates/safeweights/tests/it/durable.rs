@@ -160,3 +160,35 @@ fn stale_temporary_files_are_removed_by_the_next_write() {
     assert!(ours.exists(), "this process's own is never touched");
     assert!(other.exists(), "another target's is not ours to remove");
 }
+
+/// Two writers on one name without replacing: the second to finish finds
+/// the name taken and fails; the first one's file is kept, never replaced.
+#[test]
+fn concurrent_writers_without_replace_never_overwrite_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("out.safetensors");
+    let spec = || vec![TensorSpec::new("t", Dtype::U8, [4])];
+    let no_replace = safeweights::WriteOptions::new().replace(false);
+    let mut first = StreamingWriter::create_with(&target, spec(), None, &no_replace).unwrap();
+    let mut second = StreamingWriter::create_with(&target, spec(), None, &no_replace).unwrap();
+    first.write("t", &[1, 1, 1, 1]).unwrap();
+    second.write("t", &[2, 2, 2, 2]).unwrap();
+    second.finish().unwrap();
+    let kept = fs::read(&target).unwrap();
+    let err = first.finish().unwrap_err();
+    assert!(
+        matches!(&err, safeweights::Error::Io { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists),
+        "{err:?}"
+    );
+    assert_eq!(
+        fs::read(&target).unwrap(),
+        kept,
+        "the other writer's file was replaced"
+    );
+    assert_eq!(names(dir.path()), ["out.safetensors"]);
+    // Replacing (the default, as the reference's save_file) still replaces.
+    let mut third = StreamingWriter::create(&target, spec(), None).unwrap();
+    third.write("t", &[3, 3, 3, 3]).unwrap();
+    third.finish().unwrap();
+    assert_ne!(fs::read(&target).unwrap(), kept);
+}
