@@ -10,7 +10,8 @@
 
 use pyo3::create_exception;
 use pyo3::exceptions::{
-    PyException, PyFileNotFoundError, PyIndexError, PyPermissionError, PyValueError,
+    PyException, PyFileNotFoundError, PyIndexError, PyIsADirectoryError, PyPermissionError,
+    PyValueError,
 };
 use pyo3::prelude::*;
 use pyo3::types::PyType;
@@ -124,6 +125,10 @@ pub fn to_py(py: Python<'_>, err: Error, ctx: Context) -> PyErr {
             }
             (Context::Open, std::io::ErrorKind::PermissionDenied) => {
                 PyPermissionError::new_err(format!("Permission denied: {file}"))
+            }
+            // The reference raises an OSError here too (callers catch it).
+            (Context::Open, std::io::ErrorKind::IsADirectory) => {
+                PyIsADirectoryError::new_err(format!("Is a directory: {file}"))
             }
             _ => SafetensorIOError::new_err(format!("{prefix}: I/O error: {message}")),
         },

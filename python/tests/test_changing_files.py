@@ -93,3 +93,13 @@ def test_incomplete_shard_set_is_an_error(tmp_path):
     with pytest.raises(safeweights.SafetensorError) as e:
         safeweights.torch.load_checkpoint(str(tmp_path))
     assert "model-00004-of-00008.safetensors" in str(e.value)
+
+
+def test_a_directory_given_to_safe_open_is_an_oserror_as_in_the_reference(tmp_path):
+    import safetensors as reference
+
+    with pytest.raises(OSError):
+        reference.safe_open(str(tmp_path), "np")
+    with pytest.raises(IsADirectoryError) as e:
+        safeweights.safe_open(str(tmp_path), "np")
+    assert e.value.file == str(tmp_path)

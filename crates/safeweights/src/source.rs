@@ -145,15 +145,16 @@ pub(crate) fn open_regular(path: &Path) -> io::Result<File> {
     fs_err::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
     let (file, _) = options.open(path)?.into_parts();
     let meta = file.metadata()?;
+    if meta.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::IsADirectory,
+            "a directory: give a regular file",
+        ));
+    }
     if !meta.is_file() {
-        let what = if meta.is_dir() {
-            "a directory"
-        } else {
-            "not a regular file"
-        };
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("{what}: give a regular file"),
+            "not a regular file: give a regular file",
         ));
     }
     Ok(file)
