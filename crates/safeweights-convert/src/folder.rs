@@ -29,6 +29,9 @@ use crate::torch_source::TorchSource;
 #[cfg(test)]
 const BIN_INDEX: &str = "pytorch_model.bin.index.json";
 
+/// Suffix of the folder a conversion is built in, beside its destination.
+const STAGE_SUFFIX: &str = ".sw-stage";
+
 fn folder_err(folder: &Path, reason: impl Into<String>) -> ConvertError {
     ConvertError::Folder {
         folder: folder.to_path_buf(),
@@ -334,9 +337,12 @@ pub(crate) fn convert_folder(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "model".into());
+    // Named so that a later conversion to the same place removes it if this
+    // one is killed before it cleans up.
+    safeweights::remove_stale_siblings(dst, STAGE_SUFFIX);
     let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{dst_name}."))
-        .suffix(".tmp")
+        .prefix(&safeweights::temp_sibling_prefix(dst))
+        .suffix(STAGE_SUFFIX)
         .tempdir_in(&parent)
         .map_err(io_err(&parent))?;
     let work = tmp.path().to_path_buf();

@@ -325,3 +325,26 @@ fn process_alive(pid: u64) -> bool {
     #[cfg(not(unix))]
     true
 }
+
+/// The prefix of a temporary name beside `target` that
+/// [`remove_stale_siblings`] recognises: `.NAME.PID-` (a random part and a
+/// suffix of the caller's follow).
+pub fn temp_sibling_prefix(target: &Path) -> String {
+    let stem = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    format!(".{stem}.{}-", std::process::id())
+}
+
+/// Removes what interrupted writes to `target` left beside it: files or
+/// folders named [`temp_sibling_prefix`]`RANDOM{suffix}`, untouched for a
+/// while, whose process is gone. Only for staging areas that hold nothing
+/// but a copy being built (never for set-aside originals).
+pub fn remove_stale_siblings(target: &Path, suffix: &str) {
+    let dir = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    remove_stale(&dir, target, suffix);
+}

@@ -48,6 +48,7 @@
 mod atomic;
 pub mod decode;
 mod diagnostic;
+pub use atomic::{remove_stale_siblings, temp_sibling_prefix};
 pub mod diff;
 mod dtype;
 mod error;

@@ -113,8 +113,13 @@ pub fn run(args: &DemoArgs, printer: &mut Printer) -> anyhow::Result<Status> {
             (dir.clone(), true)
         }
         None => {
+            // Named so that the next demo removes it if this one is
+            // interrupted before it cleans up (SIGINT, SIGKILL).
+            let anchor = std::env::temp_dir().join("safeweights-demo");
+            safeweights::remove_stale_siblings(&anchor, ".sw-stage");
             temp = tempfile::Builder::new()
-                .prefix("safeweights-demo-")
+                .prefix(&safeweights::temp_sibling_prefix(&anchor))
+                .suffix(".sw-stage")
                 .tempdir()
                 .context("cannot create a temporary folder; pass --dir DIR")?;
             (temp.path().to_owned(), false)

@@ -192,3 +192,30 @@ fn concurrent_writers_without_replace_never_overwrite_each_other() {
     third.finish().unwrap();
     assert_ne!(fs::read(&target).unwrap(), kept);
 }
+
+/// A staging folder an interrupted run left beside its target (named by
+/// `temp_sibling_prefix`) is removed by the next run once its process is
+/// gone; a live or recent one, and other names, are kept.
+#[test]
+fn stale_staging_folders_are_removed_by_the_next_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("out");
+    let stale = dir.path().join(".out.4999999999-a1b2c3.sw-stage");
+    let recent = dir.path().join(".out.4999999999-d4e5f6.sw-stage");
+    let ours = dir.path().join(format!(
+        "{}x9y8z7.sw-stage",
+        safeweights::temp_sibling_prefix(&target)
+    ));
+    let backup = dir.path().join(".out.4999999999-a1b2c3.sw-old");
+    for d in [&stale, &recent, &ours, &backup] {
+        fs::create_dir(d).unwrap();
+        fs::write(d.join("model.safetensors"), b"partial").unwrap();
+    }
+    let long_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    for d in [&stale, &ours, &backup] {
+        fs::File::open(d).unwrap().set_modified(long_ago).unwrap();
+    }
+    safeweights::remove_stale_siblings(&target, ".sw-stage");
+    assert!(!stale.exists(), "a dead run's staging folder was kept");
+    assert!(recent.exists() && ours.exists() && backup.exists());
+}
