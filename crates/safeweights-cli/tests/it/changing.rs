@@ -112,3 +112,40 @@ fn truncation_under_diff_and_scan_is_an_error_not_a_signal() {
         }
     }
 }
+
+/// Commands that need only the header read only the header: a sparse file
+/// whose one tensor declares 120 GB is inspected and validated under a
+/// 2 GB address-space limit (a whole-file mapping needs 120 GB of it).
+#[cfg(unix)]
+#[test]
+fn header_commands_read_only_the_header_of_a_huge_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("huge.safetensors");
+    let bytes: u64 = 120_000_000_000;
+    let header =
+        format!("{{\"w\":{{\"dtype\":\"U8\",\"shape\":[{bytes}],\"data_offsets\":[0,{bytes}]}}}}");
+    let mut image = (header.len() as u64).to_le_bytes().to_vec();
+    image.extend_from_slice(header.as_bytes());
+    std::fs::write(&path, &image).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(image.len() as u64 + bytes)
+        .unwrap();
+    let bin = env!("CARGO_BIN_EXE_safeweights");
+    for cmd in ["inspect", "validate"] {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "ulimit -v 2000000 && exec \"{bin}\" {cmd} huge.safetensors"
+            ))
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{cmd}: {text}");
+        assert!(!text.contains("allocate"), "{cmd}: {text}");
+    }
+}
