@@ -396,7 +396,8 @@ def release_pinned_memory() -> int:
 def load(data: bytes) -> Dict[str, torch.Tensor]:
     """Loads safetensors bytes (``bytes``, ``bytearray`` or any buffer) as torch tensors.
 
-    The data is copied once; the tensors are views of that copy.
+    The header is parsed from the first bytes; each tensor's bytes are
+    copied once, into a buffer of its own.
 
     Args:
         data (`bytes`): the content of a safetensors file.
@@ -404,20 +405,19 @@ def load(data: bytes) -> Dict[str, torch.Tensor]:
     Returns:
         `Dict[str, torch.Tensor]`: the tensors, on the CPU, in file order.
     """
-    if not isinstance(data, bytes):
-        data = bytes(memoryview(data))
-    f = _File.from_bytes(data)
-    if not f.entries():
-        return {}
-    whole = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+    view = memoryview(data).cast("B")
+    # The header is parsed from the first bytes only; each tensor's bytes are
+    # then copied once, into the buffer that tensor is a view of (as the
+    # reference does: per-tensor buffers reuse freed memory on repeated loads).
+    n = int.from_bytes(view[:8], "little") if len(view) >= 8 else 0
+    f = _File.header_of(bytes(view[: 8 + min(n, len(view))]), len(view))
     result = {}
     for name, code, shape, start, stop in f.entries():
         if start == stop:
             result[name] = torch.empty(_frameworks.torch_shape(code, shape), dtype=_frameworks.torch_dtype(code))
-        elif start % _frameworks.torch_dtype(code).itemsize == 0:
-            result[name] = _frameworks._torch_from_u8(whole[start:stop], code, shape)
         else:
-            result[name] = _frameworks._torch_from_u8(whole[start:stop].clone(), code, shape)
+            own = torch.frombuffer(bytearray(view[start:stop]), dtype=torch.uint8)
+            result[name] = _frameworks._torch_from_u8(own, code, shape)
     return result
 
 

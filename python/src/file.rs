@@ -22,6 +22,35 @@ pub struct File {
     pub(crate) inner: SafeTensorsFile,
 }
 
+/// The first bytes of an image of `len` bytes: enough to parse its header.
+struct HeaderOnly {
+    prefix: Vec<u8>,
+    len: u64,
+}
+
+impl safeweights::Source for HeaderOnly {
+    fn len(&self) -> u64 {
+        self.len
+    }
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        let start = usize::try_from(offset).map_err(std::io::Error::other)?;
+        let src = start
+            .checked_add(buf.len())
+            .and_then(|end| self.prefix.get(start..end))
+            .ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "only the header of this image is held",
+                )
+            })?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+    fn describe(&self) -> String {
+        "<memory>".to_owned()
+    }
+}
+
 fn parse_options(strict: bool) -> ParseOptions {
     if strict {
         ParseOptions::strict()
@@ -78,6 +107,31 @@ impl File {
         let owned: Vec<u8> = buf.as_slice().to_vec();
         let inner = py
             .allow_threads(|| SafeTensorsFile::from_bytes(owned, &parse_options(strict)))
+            .map_err(|e| to_py(py, e, Context::Deserialize))?;
+        Ok(File { inner })
+    }
+
+    /// Parses and validates the header of a file image of `total_len` bytes
+    /// from its first bytes only (`prefix`: the 8-byte length and the
+    /// header), so that a caller holding the whole image copies it at most
+    /// once. Tensor bytes cannot be read from the result.
+    #[staticmethod]
+    #[pyo3(signature = (prefix, total_len, strict = true))]
+    fn header_of(
+        py: Python<'_>,
+        prefix: &Bound<'_, PyAny>,
+        total_len: u64,
+        strict: bool,
+    ) -> PyResult<Self> {
+        let buf = crate::serialize::buffer(prefix)?;
+        let source = HeaderOnly {
+            prefix: buf.as_slice().to_vec(),
+            len: total_len,
+        };
+        let inner = py
+            .allow_threads(|| {
+                SafeTensorsFile::from_source(std::sync::Arc::new(source), &parse_options(strict))
+            })
             .map_err(|e| to_py(py, e, Context::Deserialize))?;
         Ok(File { inner })
     }
