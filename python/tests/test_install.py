@@ -1,8 +1,11 @@
 """install_as_safetensors() and transformers: unmodified library, safeweights underneath."""
 
+import os
 import subprocess
 import sys
 import textwrap
+
+import safeweights
 
 
 def test_transformers_uses_safeweights(tmp_path):
@@ -98,3 +101,24 @@ def test_install_after_the_reference_was_imported_warns():
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "OK" in result.stdout
+
+
+def test_environment_variable_installs_at_start_up(tmp_path):
+    # The wheel puts safeweights_as_safetensors.pth in site-packages; the
+    # interpreter runs its line at start-up. Processed here as site does.
+    pth_dir = os.path.join(os.path.dirname(os.path.dirname(safeweights.__file__)))
+    assert os.path.isfile(os.path.join(pth_dir, "safeweights_as_safetensors.pth"))
+    script = textwrap.dedent(
+        f"""
+        import site, sys
+        site.addsitedir({pth_dir!r})
+        import safetensors, safeweights
+        print(safetensors.safe_open is safeweights.safe_open, safetensors.__version__)
+        """
+    )
+    for env, expected in (({"SAFEWEIGHTS_AS_SAFETENSORS": "1"}, "True 0.8.0"), ({}, "False 0.8.0")):
+        full = {k: v for k, v in os.environ.items() if k != "SAFEWEIGHTS_AS_SAFETENSORS"}
+        full.update(env)
+        result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=full)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == expected, (env, result.stdout, result.stderr)
