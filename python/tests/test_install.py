@@ -112,11 +112,13 @@ def test_environment_variable_installs_at_start_up(tmp_path):
         f"""
         import site, sys
         site.addsitedir({pth_dir!r})
+        loaded_at_start = "safeweights" in sys.modules
         import safetensors, safeweights
-        print(safetensors.safe_open is safeweights.safe_open, safetensors.__version__)
+        print(loaded_at_start, safetensors.safe_open is safeweights.safe_open, safetensors.__version__)
         """
     )
-    for env, expected in (({"SAFEWEIGHTS_AS_SAFETENSORS": "1"}, "True 0.8.0"), ({}, "False 0.8.0")):
+    # Without the variable the start-up hook imports nothing.
+    for env, expected in (({"SAFEWEIGHTS_AS_SAFETENSORS": "1"}, "True True 0.8.0"), ({}, "False False 0.8.0")):
         full = {k: v for k, v in os.environ.items() if k != "SAFEWEIGHTS_AS_SAFETENSORS"}
         full.update(env)
         result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=full)

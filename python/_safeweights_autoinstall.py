@@ -1,4 +1,5 @@
-"""Run at interpreter start by ``safeweights_as_safetensors.pth``: when
+"""Run at interpreter start by ``safeweights_as_safetensors.pth`` (a top-level
+module, so that importing it does not import the package): when
 ``SAFEWEIGHTS_AS_SAFETENSORS=1`` is set, ``import safetensors`` gives
 safeweights, with no change to the program (``vllm serve``, ``accelerate
 launch``, ...). Without the variable it does nothing and imports nothing."""
