@@ -24,6 +24,19 @@ pub enum ErrorClass {
     Limit,
 }
 
+impl ErrorClass {
+    /// The class's `snake_case` name, as `docs/errors.md` lists it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::InvalidInput => "invalid_input",
+            ErrorClass::Io => "io",
+            ErrorClass::Usage => "usage",
+            ErrorClass::Unsupported => "unsupported",
+            ErrorClass::Limit => "limit",
+        }
+    }
+}
+
 /// Stable accessors shared by every library error.
 pub trait Diagnostic: std::error::Error {
     /// A stable `snake_case` identifier of what went wrong, documented in
@@ -94,4 +107,51 @@ fn push_cause(out: &mut String, cause: &str) {
         out.push_str(": ");
     }
     out.push_str(cause);
+}
+
+/// Support for the error tests of the workspace's crates (not part of the
+/// API): each checks its kinds against `docs/errors.md` and snapshots its
+/// messages the same way.
+#[doc(hidden)]
+pub mod testing {
+    use super::Diagnostic;
+
+    /// The rows of `doc` (the text of `docs/errors.md`) under the heading
+    /// ``## `section` ``, up to the next heading: `(kind, class)`.
+    pub fn documented_kinds(doc: &str, section: &str) -> Vec<(String, String)> {
+        let heading = format!("## `{section}`");
+        let mut rows = Vec::new();
+        let mut inside = false;
+        for line in doc.lines() {
+            if line.starts_with('#') {
+                inside = line.trim() == heading;
+                continue;
+            }
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            if inside && cells.len() > 3 && cells[1].starts_with('`') {
+                rows.push((cells[1].trim_matches('`').to_owned(), cells[2].to_owned()));
+            }
+        }
+        rows
+    }
+
+    /// An error as its snapshot shows it: `[kind class file= tensor= offset=
+    /// {details}]`, then its joined message.
+    pub fn facts_and_message(e: &dyn Diagnostic) -> String {
+        let mut facts = vec![e.kind().to_owned(), e.class().as_str().to_owned()];
+        if let Some(f) = e.file() {
+            facts.push(format!("file={}", f.display()));
+        }
+        if let Some(t) = e.tensor() {
+            facts.push(format!("tensor={t:?}"));
+        }
+        if let Some(o) = e.offset() {
+            facts.push(format!("offset={o}"));
+        }
+        let details = e.details();
+        if !details.is_empty() {
+            facts.push(serde_json::Value::Object(details).to_string());
+        }
+        format!("[{}]\n{}\n", facts.join(" "), e.message())
+    }
 }

@@ -47,7 +47,7 @@
 #[allow(unsafe_code)]
 mod atomic;
 pub mod decode;
-mod diagnostic;
+pub mod diagnostic;
 pub use atomic::{remove_stale_siblings, temp_sibling_prefix};
 pub mod diff;
 mod dtype;
