@@ -200,10 +200,6 @@ fn temp_name(dir: &Path, target: &Path) -> PathBuf {
 /// [`remove_stale`] recognises once its process is gone.
 pub(crate) fn temp_path(dir: &Path, target: &Path, suffix: &str) -> PathBuf {
     use std::hash::{BuildHasher, Hasher};
-    let stem = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(
         SystemTime::now()
@@ -212,8 +208,8 @@ pub(crate) fn temp_path(dir: &Path, target: &Path, suffix: &str) -> PathBuf {
     );
     let random = h.finish() & 0xff_ffff_ffff;
     dir.join(format!(
-        ".{stem}.{}-{random:010x}{suffix}",
-        std::process::id()
+        "{}{random:010x}{suffix}",
+        temp_sibling_prefix(target)
     ))
 }
 
@@ -251,7 +247,8 @@ fn keep_mode_of(file: &File, target: &Path) -> io::Result<()> {
     Ok(())
 }
 
-fn sync_dir(dir: &Path) -> io::Result<()> {
+/// Syncs a folder, so that names created or renamed in it are durable.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     #[cfg(unix)]
     fs::File::open(dir)?.sync_all()?;
     #[cfg(not(unix))]

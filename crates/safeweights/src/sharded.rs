@@ -630,6 +630,8 @@ const STAGE_SUFFIX: &str = ".sw-stage";
 /// is moved into place. Removed with its contents when dropped.
 struct Staging {
     path: PathBuf,
+    /// The folder holding both the staging folder and the target.
+    parent: PathBuf,
 }
 
 impl Staging {
@@ -642,7 +644,7 @@ impl Staging {
         crate::atomic::remove_stale(&parent, out_dir, STAGE_SUFFIX);
         let path = crate::atomic::temp_path(&parent, out_dir, STAGE_SUFFIX);
         fs_err::create_dir(&path).map_err(|e| Error::io(&path, e))?;
-        Ok(Staging { path })
+        Ok(Staging { path, parent })
     }
 
     fn path(&self) -> &Path {
@@ -655,7 +657,7 @@ impl Staging {
         if !out_dir.exists() {
             // Nothing to keep: the staging folder becomes the target.
             fs_err::rename(&self.path, out_dir).map_err(|e| Error::io(out_dir, e))?;
-            return sync_parent(out_dir);
+            return sync_dir(&self.parent);
         }
         let old = old_checkpoint_files(out_dir, prefix)?;
         let aside = self.path.join(".replaced");
@@ -671,7 +673,7 @@ impl Staging {
                 rename(&self.path.join(name), &out_dir.join(name))?;
                 moved_in.push(name);
             }
-            sync_parent(&out_dir.join("x"))
+            sync_dir(out_dir)
         })();
         if result.is_err() {
             // Put everything back as it was.
@@ -696,17 +698,9 @@ fn rename(from: &Path, to: &Path) -> Result<()> {
     fs_err::rename(from, to).map_err(|e| Error::io(to, e))
 }
 
-/// Syncs the folder holding `path`, so renames into it are durable.
-fn sync_parent(path: &Path) -> Result<()> {
-    #[cfg(unix)]
-    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        fs_err::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| Error::io(dir, e))?;
-    }
-    #[cfg(not(unix))]
-    let _ = path;
-    Ok(())
+/// Syncs `dir`, so that renames into it are durable.
+fn sync_dir(dir: &Path) -> Result<()> {
+    crate::atomic::sync_dir(dir).map_err(|e| Error::io(dir, e))
 }
 
 /// The files of the checkpoint named `prefix` in `dir`: `prefix.safetensors`,
